@@ -1,0 +1,169 @@
+import { readFileSync } from 'node:fs';
+import { ensureChains } from '../platform/audit/audit.ts';
+import { writeCheckpoint } from '../platform/audit/checkpoint.ts';
+import { MemoryCache, RedisCache, type Cache } from '../platform/cache/cache.ts';
+import { selectedModules, type Config } from '../platform/config.ts';
+import { openDatabase, type Database } from '../platform/db/database.ts';
+import { migrate, type MigrationResult } from '../platform/db/migrate.ts';
+import { AmqpBus } from '../platform/events/amqp-bus.ts';
+import type { EventBus } from '../platform/events/bus.ts';
+import { InProcessBus } from '../platform/events/in-process-bus.ts';
+import { outboxBacklog, pruneOutbox } from '../platform/events/outbox.ts';
+import { OutboxRelay } from '../platform/events/relay.ts';
+import { createHttpServer, type ReadinessCheck } from '../platform/http/server.ts';
+import type { HttpApp } from '../platform/http/types.ts';
+import { createKernel } from '../platform/kernel.ts';
+import { platformMigrations } from '../platform/migrations/index.ts';
+import type { Kernel, ModuleDefinition, ModuleInstance } from '../platform/module.ts';
+import { createLogger, type Logger } from '../platform/telemetry/logger.ts';
+import { createMetrics } from '../platform/telemetry/metrics.ts';
+import { allModules } from './modules.ts';
+import { backofficeModule } from '../modules/backoffice/index.ts';
+import { playersModule } from '../modules/players/index.ts';
+import type { StaffService } from '../modules/backoffice/index.ts';
+import type { PlayerService } from '../modules/players/index.ts';
+
+export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+/** Everything a process needs, built from one Config: used by the server, the CLI and tests. */
+export interface Runtime {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly database: Database;
+  readonly cache: Cache;
+  readonly kernel: Kernel;
+  readonly modules: ReadonlyMap<string, ModuleInstance<unknown>>;
+  readonly players: PlayerService;
+  readonly staff: StaffService;
+  readonly migrated: MigrationResult[];
+  close(): Promise<void>;
+}
+
+export interface RuntimeOptions {
+  logger?: Logger;
+  /** Apply pending migrations (default true; `pitboss migrate` and start-up both do). */
+  migrate?: boolean;
+}
+
+/** Opens storage and cache, migrates, and builds every module (no HTTP, no relay). */
+export async function createRuntime(config: Config, options: RuntimeOptions = {}): Promise<Runtime> {
+  const logger = options.logger ?? createLogger(config.logLevel);
+  const database = await openDatabase(config);
+  let cache: Cache | undefined;
+  try {
+    const names = selectedModules(config, allModules.map((m) => m.name));
+    const definitions: ModuleDefinition[] = allModules.filter((m) => names.includes(m.name));
+    const migrated =
+      options.migrate === false
+        ? []
+        : await migrate(database.db, [platformMigrations, ...allModules.map((m) => ({ module: m.name, migrations: m.migrations }))]);
+    await ensureChains(database.db, config.auditChains);
+    cache = config.redisUrl ? new RedisCache(config.redisUrl) : new MemoryCache(config.cacheMaxEntries);
+    const kernel = createKernel({ config, database, cache, logger, metrics: createMetrics() });
+    const modules = new Map<string, ModuleInstance<unknown>>();
+    for (const definition of definitions) modules.set(definition.name, definition.create(kernel));
+    // In-process calls to a module this process does not serve would need its network
+    // client; until modules are split out, the CLI and tests build them all.
+    const players = (modules.get(playersModule.name)?.api as PlayerService | undefined) ?? playersModule.create(kernel).api;
+    const staff = (modules.get(backofficeModule.name)?.api as StaffService | undefined) ?? backofficeModule.create(kernel).api;
+    const builtCache = cache;
+    return {
+      config,
+      logger,
+      database,
+      cache,
+      kernel,
+      modules,
+      players,
+      staff,
+      migrated,
+      close: async () => {
+        await builtCache.close();
+        await database.close();
+      },
+    };
+  } catch (error) {
+    await cache?.close();
+    await database.close();
+    throw error;
+  }
+}
+
+export interface Server {
+  readonly runtime: Runtime;
+  readonly app: HttpApp;
+  readonly bus: EventBus;
+  readonly relay: OutboxRelay;
+  /** Drains HTTP requests and the relay, then closes bus, cache and database. */
+  shutdown(): Promise<void>;
+}
+
+/** The server: HTTP, the event bus with every module's consumers, the outbox relay and scheduled jobs. */
+export async function createServer(runtime: Runtime): Promise<Server> {
+  const { config, logger, database, kernel, cache } = runtime;
+  let bus: EventBus;
+  if (config.amqpUrl) {
+    const amqp = new AmqpBus(database.db, logger, { url: config.amqpUrl, exchange: config.amqpExchange, maxAttempts: config.consumerMaxAttempts });
+    await amqp.start();
+    bus = amqp;
+  } else {
+    bus = new InProcessBus(database.db, logger, config.consumerMaxAttempts);
+  }
+  await bus.subscribe([...runtime.modules.values()].flatMap((m) => m.consumers ?? []));
+  const relay = new OutboxRelay(database, bus, { pollMs: config.outboxPollMs, logger });
+  (kernel as ReturnType<typeof createKernel>).setOnEventsCommitted(() => relay.wake());
+  kernel.metrics.gauge('pitboss_outbox_backlog', 'Committed events not yet published.', () => outboxBacklog(database.db));
+
+  const readiness: ReadinessCheck[] = [{ name: 'database', check: () => database.ping() }];
+  if (cache.kind === 'redis') readiness.push({ name: 'redis', check: () => cache.ping() });
+  if (bus.kind === 'amqp') {
+    readiness.push({
+      name: 'broker',
+      check: async () => {
+        if (!bus.healthy()) throw new Error('not connected');
+      },
+    });
+  }
+  const app = await createHttpServer({ logger, metrics: kernel.metrics, tokens: kernel.tokens, publicUrl: config.publicUrl ?? 'http://localhost:8080', version: VERSION, readiness });
+  for (const [name, instance] of runtime.modules) {
+    if (instance.routes) {
+      const routes = instance.routes;
+      // Each module is its own encapsulated plugin: what it adds is invisible to siblings.
+      await app.register(async (scope) => routes(scope), { prefix: '' });
+    }
+    logger.debug({ module: name }, 'module ready');
+  }
+  for (const instance of runtime.modules.values()) await instance.start?.();
+  await app.ready();
+
+  await kernel.keys.signingKey();
+  relay.start();
+  const timers = [
+    setInterval(() => {
+      writeCheckpoint(database.db, kernel.keys).catch((err: unknown) => logger.error({ err }, 'audit checkpoint failed'));
+    }, config.auditCheckpointSeconds * 1000),
+    setInterval(() => {
+      pruneOutbox(database.db, new Date(Date.now() - 7 * 86_400_000)).catch((err: unknown) => logger.warn({ err }, 'outbox prune failed'));
+    }, 3_600_000),
+  ];
+  for (const t of timers) t.unref();
+
+  let closing: Promise<void> | undefined;
+  return {
+    runtime,
+    app,
+    bus,
+    relay,
+    shutdown() {
+      closing ??= (async () => {
+        for (const t of timers) clearInterval(t);
+        await app.close();
+        await relay.stop();
+        for (const instance of runtime.modules.values()) await instance.stop?.();
+        await bus.close();
+        await runtime.close();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,178 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { ConfigError, loadConfig, type Config } from '../platform/config.ts';
+import { DomainError } from '../platform/errors.ts';
+import { systemContext } from '../platform/auth/principal.ts';
+import { verifyAudit } from '../platform/audit/verify.ts';
+import { writeCheckpoint } from '../platform/audit/checkpoint.ts';
+import { MAX_TOKEN_TTL_SECONDS } from '../platform/kernel.ts';
+import { createRuntime, createServer, VERSION } from '../app/runtime.ts';
+import { parseDuration } from './duration.ts';
+import { seedPlayers } from './seed.ts';
+
+function config(): Config {
+  try {
+    return loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+}
+
+const program = new Command()
+  .name('pitboss')
+  .description('Pitboss player management system. The database and services come from the environment (see README: Configuration).')
+  .version(VERSION);
+
+program
+  .command('serve')
+  .description('Run the HTTP API, the event relay and consumers (migrates first).')
+  .option('-p, --port <port>', 'port (overrides PORT)', (v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('not a port');
+    return n;
+  })
+  .action(async (opts: { port?: number }) => {
+    const started = performance.now();
+    const cfg = { ...config(), ...(opts.port !== undefined ? { port: opts.port } : {}) };
+    const runtime = await createRuntime(cfg);
+    const server = await createServer(runtime);
+    await server.app.listen({ port: cfg.port, host: cfg.host });
+    runtime.logger.info(
+      { port: cfg.port, database: runtime.database.kind, cache: runtime.cache.kind, bus: server.bus.kind, modules: [...runtime.modules.keys()], startupMs: Math.round(performance.now() - started) },
+      `Pitboss listening on http://localhost:${cfg.port} (API docs at /docs)`,
+    );
+    const stop = (signal: string) => {
+      runtime.logger.info({ signal }, 'shutting down');
+      const force = setTimeout(() => {
+        runtime.logger.error('shutdown timed out; exiting');
+        process.exit(1);
+      }, cfg.shutdownTimeoutMs);
+      force.unref();
+      server.shutdown().then(
+        () => process.exit(0),
+        (err: unknown) => {
+          runtime.logger.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+
+program
+  .command('migrate')
+  .description('Apply pending database migrations of every module, then exit.')
+  .action(async () => {
+    const runtime = await createRuntime(config());
+    for (const m of runtime.migrated) process.stdout.write(`applied ${m.module}/${m.name}\n`);
+    process.stdout.write(runtime.migrated.length === 0 ? 'database is up to date\n' : `${runtime.migrated.length} migration(s) applied\n`);
+    await runtime.close();
+  });
+
+const admin = program.command('admin').description('Staff administration.');
+admin
+  .command('create')
+  .description('Create a staff member (the first admin, typically).')
+  .requiredOption('--email <email>', 'staff email')
+  .option('--name <name>', 'display name')
+  .option('--role <role...>', 'roles to grant', ['admin'])
+  .action(async (opts: { email: string; name?: string; role: string[] }) => {
+    const runtime = await createRuntime(config());
+    try {
+      const staff = await runtime.staff.createStaff(systemContext('cli'), { email: opts.email, displayName: opts.name, roles: opts.role });
+      process.stdout.write(`${JSON.stringify({ id: staff.id, email: staff.email, roles: staff.roles }, null, 2)}\n`);
+    } finally {
+      await runtime.close();
+    }
+  });
+
+program
+  .command('token')
+  .description('Print a short-lived access token for a staff member (or a player, for testing).')
+  .option('--staff <email>', 'staff email')
+  .option('--player <id>', 'player id')
+  .option('--ttl <duration>', 'lifetime, e.g. 15m, 1h (at most 24h)', '1h')
+  .action(async (opts: { staff?: string; player?: string; ttl: string }) => {
+    const ttl = parseDuration(opts.ttl);
+    if (ttl < 30 || ttl > MAX_TOKEN_TTL_SECONDS) throw new InvalidArgumentError(`--ttl must be between 30s and ${MAX_TOKEN_TTL_SECONDS / 3600}h`);
+    if (!opts.staff === !opts.player) throw new InvalidArgumentError('give exactly one of --staff or --player');
+    const runtime = await createRuntime(config());
+    try {
+      if (opts.staff) {
+        const { token } = await runtime.staff.issueToken(opts.staff, ttl);
+        process.stdout.write(`${token}\n`);
+      } else {
+        const player = await runtime.players.find(opts.player!);
+        if (!player) throw new InvalidArgumentError(`no player ${opts.player}`);
+        const { token } = await runtime.kernel.tokens.issue({ kind: 'player', id: player.id }, ttl);
+        process.stdout.write(`${token}\n`);
+      }
+    } finally {
+      await runtime.close();
+    }
+  });
+
+program
+  .command('seed')
+  .description('Register demo players (real registrations: validated, hashed, audited, with events).')
+  .option('--count <n>', 'how many', (v) => Number.parseInt(v, 10), 50)
+  .option('--concurrency <n>', 'registrations in flight', (v) => Number.parseInt(v, 10), 4)
+  .action(async (opts: { count: number; concurrency: number }) => {
+    const runtime = await createRuntime(config());
+    try {
+      const result = await seedPlayers(runtime, opts.count, opts.concurrency, process.stderr.isTTY === true);
+      process.stdout.write(`${JSON.stringify(result)}\n`);
+    } finally {
+      await runtime.close();
+    }
+  });
+
+const audit = program.command('audit').description('The hash-chained audit log.');
+audit
+  .command('verify')
+  .description('Re-walk every audit chain and checkpoint; exit 1 if anything was changed, inserted or deleted.')
+  .option('--json', 'print the report as JSON')
+  .action(async (opts: { json?: boolean }) => {
+    const runtime = await createRuntime(config(), { migrate: false });
+    try {
+      const report = await verifyAudit(runtime.database.db);
+      if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+      else {
+        process.stdout.write(`${report.entries} entries in ${report.chains} chains, ${report.checkpoints} checkpoints: ${report.ok ? 'intact' : 'TAMPERED'}\n`);
+        for (const p of report.problems) process.stdout.write(`  chain ${p.chain ?? '-'} seq ${p.seq ?? '-'}: ${p.problem}\n`);
+      }
+      process.exitCode = report.ok ? 0 : 1;
+    } finally {
+      await runtime.close();
+    }
+  });
+audit
+  .command('checkpoint')
+  .description('Sign a checkpoint of every chain head now (the server does this on a schedule).')
+  .action(async () => {
+    const runtime = await createRuntime(config());
+    try {
+      const cp = await writeCheckpoint(runtime.database.db, runtime.kernel.keys);
+      process.stdout.write(`${JSON.stringify(cp)}\n`);
+    } finally {
+      await runtime.close();
+    }
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof DomainError) {
+    process.stderr.write(`${error.code}: ${error.message}\n`);
+    process.exit(1);
+  }
+  if (error instanceof InvalidArgumentError) {
+    process.stderr.write(`error: ${error.message}\n`);
+    process.exit(2);
+  }
+  throw error;
+}

@@ -1,0 +1,197 @@
+import { platformErrors, type FieldError } from '../../platform/errors.ts';
+import type { Kernel } from '../../platform/module.ts';
+import { tablesOf } from '../../platform/db/database.ts';
+import { hasPermission, type RequestContext } from '../../platform/auth/principal.ts';
+import { maskDate, maskEmail, maskPii } from '../../platform/auth/pii.ts';
+import { cached } from '../../platform/cache/cache.ts';
+import { isCountryCode } from '../../platform/geo.ts';
+import { newId } from '../../platform/ids.ts';
+import { fail, fieldCodes } from './errors.ts';
+import type { PlayerStatus } from './events.ts';
+import { hashPassword } from './password-hash.ts';
+import { checkPassword } from './password-policy.ts';
+import { findPlayer, findTaken, insertPlayer, listPlayers, lockPlayer, updateStatus, type PlayerFilter, type PlayerRecord, type PlayersTables } from './store.ts';
+
+export interface Registration {
+  email: string;
+  login: string;
+  password: string;
+  country: string;
+  currency: string;
+  dateOfBirth: string;
+  trafficSource?: Record<string, string | undefined>;
+}
+
+export const PERMISSIONS = {
+  read: 'players.read',
+  manage: 'players.manage',
+} as const;
+
+export const normalizeEmail = (email: string): string => email.trim().normalize('NFC').toLowerCase();
+export const normalizeLogin = (login: string): string => login.trim().normalize('NFKC').toLowerCase();
+
+const EMAIL = /^[^\s@]{1,64}@[^\s@]+\.[^\s@]{2,}$/;
+
+/** Whole years between an ISO date of birth and today (UTC). */
+export function ageOn(dateOfBirth: string, today: Date): number {
+  const [y, m, d] = dateOfBirth.split('-').map(Number) as [number, number, number];
+  let age = today.getUTCFullYear() - y;
+  const beforeBirthday = today.getUTCMonth() + 1 < m || (today.getUTCMonth() + 1 === m && today.getUTCDate() < d);
+  if (beforeBirthday) age--;
+  return age;
+}
+
+function isRealDate(iso: string): boolean {
+  const match = /^(\d{4})-(\d{2})-(\d{2})$/.exec(iso);
+  if (!match) return false;
+  const date = new Date(`${iso}T00:00:00Z`);
+  return !Number.isNaN(date.getTime()) && date.toISOString().startsWith(iso);
+}
+
+const cacheKey = (id: string): string => `player:${id}`;
+
+export class PlayerService {
+  readonly #kernel: Kernel;
+
+  constructor(kernel: Kernel) {
+    this.#kernel = kernel;
+  }
+
+  get #db() {
+    return tablesOf<PlayersTables>(this.#kernel.database.db);
+  }
+
+  /** Every semantic problem with a registration at once, so the client can fix all fields in one go. */
+  validate(input: Registration, today = new Date()): FieldError[] {
+    const { config } = this.#kernel;
+    const errors: FieldError[] = [];
+    const email = normalizeEmail(input.email);
+    if (!EMAIL.test(email)) errors.push({ field: '/body/email', code: fieldCodes.EMAIL_INVALID, message: 'Enter a valid email address.' });
+    errors.push(...checkPassword(input.password, { login: normalizeLogin(input.login), email }));
+    const country = input.country.toUpperCase();
+    if (!isCountryCode(country)) {
+      errors.push({ field: '/body/country', code: fieldCodes.COUNTRY_UNKNOWN, message: `"${input.country}" is not an ISO 3166-1 alpha-2 country code.` });
+    } else if (config.restrictedCountries.includes(country)) {
+      errors.push({ field: '/body/country', code: fieldCodes.COUNTRY_RESTRICTED, message: 'Registration is not available in this country.' });
+    }
+    const currency = input.currency.toUpperCase();
+    if (!config.supportedCurrencies.includes(currency)) {
+      errors.push({ field: '/body/currency', code: fieldCodes.CURRENCY_NOT_SUPPORTED, message: `Supported currencies: ${config.supportedCurrencies.join(', ')}.` });
+    }
+    if (!isRealDate(input.dateOfBirth) || input.dateOfBirth < '1900-01-01') {
+      errors.push({ field: '/body/dateOfBirth', code: fieldCodes.DATE_INVALID, message: 'Enter a real date of birth as YYYY-MM-DD.' });
+    } else {
+      const minimum = config.minAgeByCountry[country] ?? config.minAgeDefault;
+      if (ageOn(input.dateOfBirth, today) < minimum) {
+        errors.push({ field: '/body/dateOfBirth', code: fieldCodes.UNDER_MINIMUM_AGE, message: `Players must be at least ${minimum} years old.` });
+      }
+    }
+    return errors;
+  }
+
+  async register(ctx: RequestContext, input: Registration): Promise<PlayerRecord> {
+    const errors = this.validate(input);
+    if (errors.length > 0) throw platformErrors('VALIDATION_FAILED', { errors });
+    const emailNormalized = normalizeEmail(input.email);
+    const loginNormalized = normalizeLogin(input.login);
+    // Cheap check first, so a duplicate costs no password hash; the unique constraints
+    // still decide races between concurrent registrations.
+    const taken = await findTaken(this.#db, emailNormalized, loginNormalized);
+    if (taken.email) throw fail('PLAYER_EMAIL_TAKEN');
+    if (taken.login) throw fail('PLAYER_LOGIN_TAKEN');
+    const passwordHash = await hashPassword(input.password);
+    const id = newId();
+    const now = new Date();
+    const trafficSource = Object.fromEntries(Object.entries(input.trafficSource ?? {}).filter((e): e is [string, string] => typeof e[1] === 'string'));
+    try {
+      return await this.#kernel.transaction(ctx, async (uow) => {
+        const player = await insertPlayer(tablesOf<PlayersTables>(uow.trx), {
+          id,
+          email: input.email.trim(),
+          email_normalized: emailNormalized,
+          login: input.login.trim(),
+          login_normalized: loginNormalized,
+          password_hash: passwordHash,
+          country: input.country.toUpperCase(),
+          currency: input.currency.toUpperCase(),
+          date_of_birth: input.dateOfBirth,
+          status: 'active',
+          affiliate_id: trafficSource.affiliateId ?? null,
+          traffic_source: trafficSource,
+          created_at: now,
+          updated_at: now,
+        });
+        await uow.emit({
+          type: 'player.registered',
+          playerId: id,
+          payload: { playerId: id, country: player.country, currency: player.currency, status: player.status, trafficSource, registeredAt: player.createdAt },
+        });
+        await uow.audit({
+          action: 'player.register',
+          target: { type: 'player', id },
+          changes: { country: player.country, currency: player.currency, affiliateId: trafficSource.affiliateId ?? null },
+        });
+        return player;
+      });
+    } catch (error) {
+      const constraint = (error as { code?: string; constraint?: string; message?: string }).code === '23505' ? String((error as { constraint?: string; message?: string }).constraint ?? (error as Error).message) : '';
+      if (constraint.includes('players_email_unique')) throw fail('PLAYER_EMAIL_TAKEN');
+      if (constraint.includes('players_login_unique')) throw fail('PLAYER_LOGIN_TAKEN');
+      throw error;
+    }
+  }
+
+  /** The player record (hot, cached); personal data masked unless the caller may see it. */
+  async get(ctx: RequestContext, id: string): Promise<PlayerRecord> {
+    const { principal } = ctx;
+    const self = principal.kind === 'player' && principal.id === id;
+    if (!self && !hasPermission(principal, PERMISSIONS.read)) {
+      // A player asking for someone else learns nothing, not even that the id exists.
+      if (principal.kind === 'player') throw fail('PLAYER_NOT_FOUND');
+      throw platformErrors(principal.kind === 'anonymous' ? 'UNAUTHENTICATED' : 'FORBIDDEN');
+    }
+    const player = await this.find(id);
+    if (!player) throw fail('PLAYER_NOT_FOUND');
+    return this.mask(ctx, player);
+  }
+
+  /** Read-through cache of the player record; invalidated by the players' own events. */
+  find(id: string): Promise<PlayerRecord | undefined> {
+    return cached(this.#kernel.cache, cacheKey(id), this.#kernel.config.cacheTtlSeconds, () => findPlayer(this.#db, id));
+  }
+
+  async invalidate(id: string): Promise<void> {
+    await this.#kernel.cache.del(cacheKey(id));
+  }
+
+  async list(ctx: RequestContext, filter: Omit<PlayerFilter, 'emailNormalized' | 'loginNormalized'> & { email?: string; login?: string }): Promise<PlayerRecord[]> {
+    if (!hasPermission(ctx.principal, PERMISSIONS.read)) throw platformErrors('FORBIDDEN');
+    const rows = await listPlayers(tablesOf<PlayersTables>(this.#kernel.database.read), {
+      ...filter,
+      emailNormalized: filter.email ? normalizeEmail(filter.email) : undefined,
+      loginNormalized: filter.login ? normalizeLogin(filter.login) : undefined,
+    });
+    return rows.map((p) => this.mask(ctx, p));
+  }
+
+  async changeStatus(ctx: RequestContext, id: string, to: PlayerStatus, reason: string): Promise<PlayerRecord> {
+    if (!hasPermission(ctx.principal, PERMISSIONS.manage)) throw platformErrors('FORBIDDEN');
+    const player = await this.#kernel.transaction(ctx, async (uow) => {
+      const db = tablesOf<PlayersTables>(uow.trx);
+      const current = await lockPlayer(db, id);
+      if (!current) throw fail('PLAYER_NOT_FOUND');
+      if (current.status === to) throw fail('PLAYER_STATUS_UNCHANGED');
+      const updated = (await updateStatus(db, id, to))!;
+      await uow.emit({ type: 'player.status_changed', playerId: id, payload: { playerId: id, from: current.status, to, reason } });
+      await uow.audit({ action: 'player.status.change', target: { type: 'player', id }, changes: { from: current.status, to, reason } });
+      return updated;
+    });
+    // The event invalidates every process's cache; this process need not wait for it.
+    await this.invalidate(id);
+    return this.mask(ctx, player);
+  }
+
+  mask(ctx: RequestContext, player: PlayerRecord): PlayerRecord {
+    return maskPii(player, { email: maskEmail, dateOfBirth: maskDate }, ctx.principal, player.id);
+  }
+}

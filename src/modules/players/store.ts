@@ -1,0 +1,128 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { PlayerStatus } from './events.ts';
+
+export interface PlayerTable {
+  id: string;
+  email: string;
+  email_normalized: string;
+  login: string;
+  login_normalized: string;
+  password_hash: string;
+  country: string;
+  currency: string;
+  date_of_birth: string;
+  status: PlayerStatus;
+  affiliate_id: string | null;
+  traffic_source: Record<string, string> | string;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export type PlayersTables = {
+  'players.players': PlayerTable;
+};
+
+type Executor = Kysely<PlayersTables> | Transaction<PlayersTables>;
+
+/** A player as the rest of the system sees it: no password hash. */
+export interface PlayerRecord {
+  id: string;
+  email: string;
+  login: string;
+  country: string;
+  currency: string;
+  dateOfBirth: string;
+  status: PlayerStatus;
+  trafficSource: Record<string, string>;
+  createdAt: string;
+  updatedAt: string;
+}
+
+const columns = ['id', 'email', 'login', 'country', 'currency', 'date_of_birth', 'status', 'traffic_source', 'created_at', 'updated_at'] as const;
+
+function toRecord(row: Pick<PlayerTable, (typeof columns)[number]>): PlayerRecord {
+  return {
+    id: row.id,
+    email: row.email,
+    login: row.login,
+    country: row.country,
+    currency: row.currency,
+    dateOfBirth: row.date_of_birth,
+    status: row.status,
+    trafficSource: (typeof row.traffic_source === 'string' ? JSON.parse(row.traffic_source) : row.traffic_source) as Record<string, string>,
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+  };
+}
+
+export async function insertPlayer(db: Executor, row: PlayerTable): Promise<PlayerRecord> {
+  const inserted = await db
+    .insertInto('players.players')
+    .values({ ...row, traffic_source: JSON.stringify(row.traffic_source) })
+    .returning(columns)
+    .executeTakeFirstOrThrow();
+  return toRecord(inserted);
+}
+
+export async function findPlayer(db: Executor, id: string): Promise<PlayerRecord | undefined> {
+  const row = await db.selectFrom('players.players').select(columns).where('id', '=', id).executeTakeFirst();
+  return row ? toRecord(row) : undefined;
+}
+
+export async function findTaken(db: Executor, emailNormalized: string, loginNormalized: string): Promise<{ email: boolean; login: boolean }> {
+  const rows = await db
+    .selectFrom('players.players')
+    .select(['email_normalized', 'login_normalized'])
+    .where((eb) => eb.or([eb('email_normalized', '=', emailNormalized), eb('login_normalized', '=', loginNormalized)]))
+    .limit(2)
+    .execute();
+  return {
+    email: rows.some((r) => r.email_normalized === emailNormalized),
+    login: rows.some((r) => r.login_normalized === loginNormalized),
+  };
+}
+
+export interface PlayerFilter {
+  country?: string;
+  currency?: string;
+  status?: PlayerStatus;
+  emailNormalized?: string;
+  loginNormalized?: string;
+  affiliateId?: string;
+  registeredFrom?: Date;
+  registeredTo?: Date;
+  /** Exclusive: ids sort by creation time (UUIDv7), newest first. */
+  before?: string;
+  limit: number;
+}
+
+export async function listPlayers(db: Executor, f: PlayerFilter): Promise<PlayerRecord[]> {
+  let q = db.selectFrom('players.players').select(columns);
+  if (f.country) q = q.where('country', '=', f.country);
+  if (f.currency) q = q.where('currency', '=', f.currency);
+  if (f.status) q = q.where('status', '=', f.status);
+  if (f.emailNormalized) q = q.where('email_normalized', '=', f.emailNormalized);
+  if (f.loginNormalized) q = q.where('login_normalized', '=', f.loginNormalized);
+  if (f.affiliateId) q = q.where('affiliate_id', '=', f.affiliateId);
+  if (f.registeredFrom) q = q.where('created_at', '>=', f.registeredFrom);
+  if (f.registeredTo) q = q.where('created_at', '<', f.registeredTo);
+  if (f.before) q = q.where('id', '<', f.before);
+  const rows = await q.orderBy('id', 'desc').limit(f.limit).execute();
+  return rows.map(toRecord);
+}
+
+export async function updateStatus(db: Executor, id: string, status: PlayerStatus): Promise<PlayerRecord | undefined> {
+  const row = await db
+    .updateTable('players.players')
+    .set({ status, updated_at: new Date() })
+    .where('id', '=', id)
+    .returning(columns)
+    .executeTakeFirst();
+  return row ? toRecord(row) : undefined;
+}
+
+/** Locks the row for a read-modify-write inside a transaction. */
+export async function lockPlayer(db: Executor, id: string): Promise<PlayerRecord | undefined> {
+  const row = await db.selectFrom('players.players').select(columns).where('id', '=', id).forUpdate().executeTakeFirst();
+  return row ? toRecord(row) : undefined;
+}

@@ -1,0 +1,136 @@
+import { sql } from 'kysely';
+import { exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
+import type { Db } from '../db/database.ts';
+import { newId } from '../ids.ts';
+
+export const SIGNING_ALG = 'ES256';
+const KEY_LOCK = 7_344_003;
+const CACHE_MS = 10_000;
+
+export interface SigningKey {
+  kid: string;
+  privateKey: CryptoKey;
+  retiresAt: Date;
+}
+
+export interface KeyStoreOptions {
+  /** A key signs new tokens for this long, then a new one takes over. */
+  rotationDays: number;
+  /** The longest lifetime of anything signed: a retired key stays published this long. */
+  maxTokenTtlSeconds: number;
+}
+
+/**
+ * Asymmetric signing keys (ES256) kept in the database, so every process of a
+ * deployment signs with the same current key and publishes the same JWKS. Rotation
+ * needs no downtime: the next key is created when the current one retires, and a
+ * retired key stays in the JWKS until every token it signed has expired.
+ */
+export class KeyStore {
+  readonly #db: Db;
+  readonly #opts: KeyStoreOptions;
+  #current: SigningKey | undefined;
+  #jwks: { keys: JWK[] } | undefined;
+  #jwksAt = 0;
+  readonly #publicKeys = new Map<string, CryptoKey>();
+
+  constructor(db: Db, options: KeyStoreOptions) {
+    this.#db = db;
+    this.#opts = options;
+  }
+
+  /** The key that signs now; creates or rotates it when needed. */
+  async signingKey(): Promise<SigningKey> {
+    const now = Date.now();
+    if (this.#current && this.#current.retiresAt.getTime() > now) return this.#current;
+    const row = await this.#activeRow();
+    const active = row ?? (await this.#rotate());
+    this.#current = {
+      kid: active.kid,
+      privateKey: (await importJWK(active.private_jwk as JWK, SIGNING_ALG)) as CryptoKey,
+      retiresAt: active.retires_at,
+    };
+    return this.#current;
+  }
+
+  async #activeRow() {
+    return this.#db
+      .selectFrom('platform.signing_keys')
+      .selectAll()
+      .where('retires_at', '>', new Date())
+      .orderBy('created_at', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+  }
+
+  /** Creates the next key, unless another process just did. */
+  async #rotate() {
+    return this.#db.transaction().execute(async (trx) => {
+      await sql`select pg_advisory_xact_lock(${KEY_LOCK})`.execute(trx);
+      const existing = await trx
+        .selectFrom('platform.signing_keys')
+        .selectAll()
+        .where('retires_at', '>', new Date())
+        .orderBy('created_at', 'desc')
+        .limit(1)
+        .executeTakeFirst();
+      if (existing) return existing;
+      const { publicKey, privateKey } = await generateKeyPair(SIGNING_ALG, { extractable: true });
+      const kid = newId();
+      const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: SIGNING_ALG, use: 'sig' };
+      const privateJwk = { ...(await exportJWK(privateKey)), kid, alg: SIGNING_ALG };
+      const now = Date.now();
+      const retiresAt = new Date(now + this.#opts.rotationDays * 86_400_000);
+      const expiresAt = new Date(retiresAt.getTime() + this.#opts.maxTokenTtlSeconds * 1000);
+      return trx
+        .insertInto('platform.signing_keys')
+        .values({
+          kid,
+          alg: SIGNING_ALG,
+          public_jwk: JSON.stringify(publicJwk),
+          private_jwk: JSON.stringify(privateJwk),
+          retires_at: retiresAt,
+          expires_at: expiresAt,
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+    });
+  }
+
+  /** Retires the current key now (the next signature creates a new one); for operators and tests. */
+  async retireCurrent(): Promise<void> {
+    await this.#db.updateTable('platform.signing_keys').set({ retires_at: new Date() }).where('retires_at', '>', new Date()).execute();
+    this.#current = undefined;
+    this.#jwksAt = 0;
+  }
+
+  /** The public keys of every key whose tokens may still be valid. */
+  async jwks(): Promise<{ keys: JWK[] }> {
+    if (this.#jwks && Date.now() - this.#jwksAt < CACHE_MS) return this.#jwks;
+    const rows = await this.#db
+      .selectFrom('platform.signing_keys')
+      .select('public_jwk')
+      .where('expires_at', '>', new Date())
+      .orderBy('created_at', 'desc')
+      .execute();
+    this.#jwks = { keys: rows.map((r) => r.public_jwk as JWK) };
+    this.#jwksAt = Date.now();
+    return this.#jwks;
+  }
+
+  /** The public key for a kid, or undefined when unknown or expired. */
+  async publicKey(kid: string): Promise<CryptoKey | undefined> {
+    const cached = this.#publicKeys.get(kid);
+    if (cached) return cached;
+    const row = await this.#db
+      .selectFrom('platform.signing_keys')
+      .select(['public_jwk'])
+      .where('kid', '=', kid)
+      .where('expires_at', '>', new Date())
+      .executeTakeFirst();
+    if (!row) return undefined;
+    const key = (await importJWK(row.public_jwk as JWK, SIGNING_ALG)) as CryptoKey;
+    this.#publicKeys.set(kid, key);
+    return key;
+  }
+}

@@ -1,0 +1,93 @@
+import { errors as joseErrors, jwtVerify, SignJWT, decodeProtectedHeader } from 'jose';
+import { platformErrors } from '../errors.ts';
+import { type KeyStore, SIGNING_ALG } from './keys.ts';
+import type { Principal } from './principal.ts';
+
+export const ACCESS_TOKEN_AUDIENCE = 'pitboss';
+
+export type TokenSubject =
+  | { kind: 'player'; id: string }
+  | { kind: 'staff'; id: string; permissions: readonly string[] }
+  | { kind: 'service'; id: string; permissions: readonly string[] };
+
+/**
+ * Short-lived JWT access tokens signed with the key store's current key. Verification
+ * accepts ES256 only (no `none`, no HMAC confusion) and checks issuer, audience and
+ * lifetime with a small clock tolerance.
+ */
+export class TokenService {
+  readonly #keys: KeyStore;
+  readonly #issuer: string;
+  readonly #defaultTtl: number;
+
+  constructor(keys: KeyStore, issuer: string, defaultTtlSeconds: number) {
+    this.#keys = keys;
+    this.#issuer = issuer;
+    this.#defaultTtl = defaultTtlSeconds;
+  }
+
+  get keys(): KeyStore {
+    return this.#keys;
+  }
+
+  async issue(subject: TokenSubject, ttlSeconds = this.#defaultTtl): Promise<{ token: string; expiresAt: Date }> {
+    const key = await this.#keys.signingKey();
+    const now = Math.floor(Date.now() / 1000);
+    const claims: Record<string, unknown> = { kind: subject.kind };
+    if (subject.kind !== 'player') claims.perm = [...subject.permissions];
+    const token = await new SignJWT(claims)
+      .setProtectedHeader({ alg: SIGNING_ALG, kid: key.kid, typ: 'at+jwt' })
+      .setIssuer(this.#issuer)
+      .setAudience(ACCESS_TOKEN_AUDIENCE)
+      .setSubject(subject.id)
+      .setIssuedAt(now)
+      .setNotBefore(now)
+      .setExpirationTime(now + ttlSeconds)
+      .setJti(crypto.randomUUID())
+      .sign(key.privateKey);
+    return { token, expiresAt: new Date((now + ttlSeconds) * 1000) };
+  }
+
+  /** Verifies a bearer token into a principal; any defect is UNAUTHENTICATED. */
+  async verify(token: string): Promise<Principal> {
+    const unauthenticated = (detail: string) => platformErrors('UNAUTHENTICATED', { detail });
+    let kid: string | undefined;
+    try {
+      const header = decodeProtectedHeader(token);
+      if (header.alg !== SIGNING_ALG) throw unauthenticated(`Unsupported token algorithm ${String(header.alg)}.`);
+      kid = header.kid;
+    } catch (error) {
+      if (error instanceof Error && error.name === 'DomainError') throw error;
+      throw unauthenticated('The token is malformed.');
+    }
+    if (!kid) throw unauthenticated('The token has no key id.');
+    const key = await this.#keys.publicKey(kid);
+    if (!key) throw unauthenticated('The token was signed by an unknown or expired key.');
+    try {
+      const { payload } = await jwtVerify(token, key, {
+        algorithms: [SIGNING_ALG],
+        issuer: this.#issuer,
+        audience: ACCESS_TOKEN_AUDIENCE,
+        clockTolerance: 5,
+        requiredClaims: ['sub', 'exp', 'iat'],
+      });
+      const sub = payload.sub!;
+      const perms = Array.isArray(payload.perm) ? new Set(payload.perm.filter((p): p is string => typeof p === 'string')) : new Set<string>();
+      switch (payload.kind) {
+        case 'player':
+          return { kind: 'player', id: sub };
+        case 'staff':
+          return { kind: 'staff', id: sub, permissions: perms };
+        case 'service':
+          return { kind: 'service', id: sub, permissions: perms };
+        default:
+          throw unauthenticated('The token names no known principal kind.');
+      }
+    } catch (error) {
+      if (error instanceof Error && error.name === 'DomainError') throw error;
+      if (error instanceof joseErrors.JWTExpired) throw unauthenticated('The token has expired.');
+      if (error instanceof joseErrors.JWTClaimValidationFailed) throw unauthenticated(`The token's ${error.claim} claim is not valid.`);
+      throw unauthenticated('The token signature is not valid.');
+    }
+  }
+}

@@ -1,0 +1,131 @@
+// The one place that reads process.env. Every setting is declared once here, with its
+// default and meaning; the README's configuration table is generated from this list
+// (scripts/generate-catalogues.ts) and a test fails when the two drift apart.
+
+export class ConfigError extends Error {
+  readonly variable: string;
+  constructor(variable: string, message: string) {
+    super(`Invalid configuration: ${variable} ${message}`);
+    this.variable = variable;
+  }
+}
+
+type Parser<T> = (raw: string, name: string) => T;
+
+interface Setting<T> {
+  readonly env: string;
+  readonly default: string | undefined;
+  readonly doc: string;
+  readonly parse: Parser<T>;
+}
+
+const int = (min: number, max: number): Parser<number> => (raw, name) => {
+  if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(name, `must be an integer, got "${raw}"`);
+  const value = Number(raw);
+  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
+  return value;
+};
+
+const str: Parser<string> = (raw) => raw;
+
+const optionalUrl = (protocols: string[]): Parser<string | undefined> => (raw, name) => {
+  if (raw === '') return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(name, 'must be a URL');
+  }
+  if (!protocols.includes(url.protocol)) {
+    throw new ConfigError(name, `must use one of ${protocols.join(', ')}, got ${url.protocol}`);
+  }
+  return raw;
+};
+
+const oneOf = <T extends string>(values: readonly T[]): Parser<T> => (raw, name) => {
+  if (!(values as readonly string[]).includes(raw)) {
+    throw new ConfigError(name, `must be one of ${values.join(', ')}, got "${raw}"`);
+  }
+  return raw as T;
+};
+
+const upperList = (pattern: RegExp): Parser<string[]> => (raw, name) => {
+  const items = raw.split(',').map((s) => s.trim().toUpperCase()).filter((s) => s !== '');
+  for (const item of items) {
+    if (!pattern.test(item)) throw new ConfigError(name, `has an invalid entry "${item}"`);
+  }
+  return items;
+};
+
+const ageByCountry: Parser<Record<string, number>> = (raw, name) => {
+  const result: Record<string, number> = {};
+  for (const pair of raw.split(',').map((s) => s.trim()).filter((s) => s !== '')) {
+    const match = /^([A-Za-z]{2})[:=](\d{1,2})$/.exec(pair);
+    if (!match) throw new ConfigError(name, `entries must look like "GR:21", got "${pair}"`);
+    result[match[1]!.toUpperCase()] = Number(match[2]);
+  }
+  return result;
+};
+
+const bool: Parser<boolean> = (raw, name) => {
+  if (['1', 'true', 'yes', 'on'].includes(raw.toLowerCase())) return true;
+  if (['0', 'false', 'no', 'off', ''].includes(raw.toLowerCase())) return false;
+  throw new ConfigError(name, `must be true or false, got "${raw}"`);
+};
+
+function setting<T>(env: string, defaultValue: string | undefined, doc: string, parse: Parser<T>): Setting<T> {
+  return { env, default: defaultValue, doc, parse };
+}
+
+/** Every environment variable Pitboss reads. Order is the order of the README table. */
+export const settings = {
+  port: setting('PORT', '8080', 'HTTP port the server listens on.', int(0, 65535)),
+  host: setting('HOST', '0.0.0.0', 'Address the HTTP server binds to.', str),
+  publicUrl: setting('PUBLIC_URL', 'http://localhost:8080', 'External base URL; the token issuer (`iss`) and links use it.', optionalUrl(['http:', 'https:'])),
+  modules: setting('MODULES', 'all', 'Comma-separated modules this process runs (`all`, or e.g. `players,backoffice`).', str),
+  logLevel: setting('LOG_LEVEL', 'info', 'Log level: fatal, error, warn, info, debug, trace or silent.', oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const)),
+  databaseUrl: setting('DATABASE_URL', '', 'PostgreSQL URL (`postgres://user@host:5432/db`). Unset: embedded PGlite in `DATA_DIR`.', optionalUrl(['postgres:', 'postgresql:'])),
+  databaseReadUrl: setting('DATABASE_READ_URL', '', 'Optional read replica for reads that may lag (never money).', optionalUrl(['postgres:', 'postgresql:'])),
+  databasePoolSize: setting('DATABASE_POOL_SIZE', '20', 'Connections in the PostgreSQL pool per process.', int(1, 1000)),
+  dataDir: setting('DATA_DIR', './data', 'Directory of the embedded PGlite database (used when DATABASE_URL is unset). `memory://` keeps it in memory.', str),
+  redisUrl: setting('REDIS_URL', '', 'Redis URL for cache, sessions and rate limits. Unset: in-memory cache.', optionalUrl(['redis:', 'rediss:'])),
+  amqpUrl: setting('AMQP_URL', '', 'RabbitMQ URL for the event bus. Unset: in-process event bus.', optionalUrl(['amqp:', 'amqps:'])),
+  amqpExchange: setting('AMQP_EXCHANGE', 'pitboss.events', 'Topic exchange events are published to.', str),
+  outboxPollMs: setting('OUTBOX_POLL_MS', '200', 'How often the outbox relay looks for unpublished events when not woken by a commit (ms).', int(10, 60000)),
+  consumerMaxAttempts: setting('CONSUMER_MAX_ATTEMPTS', '5', 'Deliveries of one event to a failing consumer before it goes to the dead-letter queue.', int(1, 100)),
+  cacheMaxEntries: setting('CACHE_MAX_ENTRIES', '100000', 'Entries kept by the in-memory cache.', int(100, 10_000_000)),
+  cacheTtlSeconds: setting('CACHE_TTL_SECONDS', '300', 'Lifetime of a cached hot record (seconds).', int(1, 86400)),
+  accessTokenTtlSeconds: setting('ACCESS_TOKEN_TTL_SECONDS', '900', 'Default lifetime of access tokens issued by Pitboss (seconds).', int(30, 86400)),
+  signingKeyRotationDays: setting('SIGNING_KEY_ROTATION_DAYS', '30', 'Age after which a new token signing key is generated; old keys stay published until their tokens expire.', int(1, 3650)),
+  auditChains: setting('AUDIT_CHAINS', '16', 'Number of parallel audit hash chains. Fixed after the first start.', int(1, 256)),
+  auditCheckpointSeconds: setting('AUDIT_CHECKPOINT_SECONDS', '300', 'How often a signed checkpoint binds the audit chains together (seconds).', int(5, 86400)),
+  minAgeDefault: setting('MIN_AGE_DEFAULT', '18', 'Minimum player age at registration.', int(18, 25)),
+  minAgeByCountry: setting('MIN_AGE_BY_COUNTRY', 'GR:21,PT:18,EE:21', 'Per-country minimum age overrides, `CC:age` pairs.', ageByCountry),
+  supportedCurrencies: setting('SUPPORTED_CURRENCIES', 'EUR,USD,GBP,CAD,AUD,NZD,SEK,NOK,DKK,CHF,PLN,BRL,JPY', 'Currencies players may register with (ISO 4217).', upperList(/^[A-Z]{3}$/)),
+  restrictedCountries: setting('RESTRICTED_COUNTRIES', '', 'Countries (ISO 3166-1 alpha-2) from which registration is refused.', upperList(/^[A-Z]{2}$/)),
+  shutdownTimeoutMs: setting('SHUTDOWN_TIMEOUT_MS', '15000', 'Grace period to drain requests and the relay on SIGTERM (ms).', int(0, 600000)),
+  requireServices: setting('CI', '', 'Set by CI: tests that need PostgreSQL, Redis or RabbitMQ fail instead of skipping when a service is missing.', bool),
+} as const;
+
+type Settings = typeof settings;
+export type Config = { readonly [K in keyof Settings]: Settings[K] extends Setting<infer T> ? T : never };
+
+/** Parses the environment (or the given map) into a Config; throws ConfigError naming the variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env, overrides: Partial<Config> = {}): Config {
+  const out: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(settings) as [string, Setting<unknown>][]) {
+    const raw = env[spec.env] ?? spec.default ?? '';
+    out[key] = spec.parse(raw, spec.env);
+  }
+  return { ...(out as Config), ...overrides };
+}
+
+/** Module names this process runs, from `MODULES`. */
+export function selectedModules(config: Config, all: readonly string[]): string[] {
+  if (config.modules.trim() === 'all') return [...all];
+  const wanted = config.modules.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  for (const name of wanted) {
+    if (!all.includes(name)) throw new ConfigError('MODULES', `names an unknown module "${name}" (known: ${all.join(', ')})`);
+  }
+  return wanted;
+}

@@ -1,0 +1,137 @@
+import { mkdirSync } from 'node:fs';
+import { PGlite } from '@electric-sql/pglite';
+import { Kysely, PGliteDialect, PostgresDialect, sql, type Transaction } from 'kysely';
+import pg from 'pg';
+import type { Config } from '../config.ts';
+import type { PlatformTables } from './schema.ts';
+
+export type Db = Kysely<PlatformTables>;
+export type Trx = Transaction<PlatformTables>;
+
+/** The storage every module uses: the primary, a read connection (a replica or the primary), and lifecycle. */
+export interface Database {
+  readonly kind: 'pglite' | 'postgres';
+  /** Primary: every write and every money read. */
+  readonly db: Db;
+  /** Reads that may lag (lists, reports); the primary when no replica is configured. */
+  readonly read: Db;
+  ping(): Promise<void>;
+  /**
+   * A lock held by at most one process of the deployment (a PostgreSQL session
+   * advisory lock on its own connection); with PGlite this process is the only one.
+   */
+  leaderLock(lockId: number): LeaderLock;
+  close(): Promise<void>;
+}
+
+export interface LeaderLock {
+  /** True while this process holds the lock; tries to take it when it does not. */
+  held(): Promise<boolean>;
+  release(): Promise<void>;
+}
+
+const soleProcessLock: LeaderLock = { held: async () => true, release: async () => {} };
+
+function sessionLock(url: string, lockId: number): LeaderLock {
+  let client: pg.Client | undefined;
+  let holding = false;
+  const drop = (): void => {
+    holding = false;
+    client = undefined;
+  };
+  return {
+    async held() {
+      if (holding && client) return true;
+      try {
+        if (!client) {
+          const c = new pg.Client({ connectionString: url });
+          c.on('error', drop);
+          c.on('end', drop);
+          await c.connect();
+          client = c;
+        }
+        const r = await client.query<{ locked: boolean }>('select pg_try_advisory_lock($1) as locked', [lockId]);
+        holding = r.rows[0]?.locked === true;
+      } catch {
+        const c = client;
+        drop();
+        await c?.end().catch(() => {});
+      }
+      return holding;
+    },
+    async release() {
+      const c = client;
+      drop();
+      await c?.end().catch(() => {});
+    },
+  };
+}
+
+const INT8 = 20;
+const DATE = 1082;
+
+// int8 must come back as BigInt from both drivers, so money is exact and identical on
+// PGlite and PostgreSQL; dates stay 'YYYY-MM-DD' strings, never shifted by a time zone.
+const parseInt8 = (value: string): bigint => BigInt(value);
+const keepText = (value: string): string => value;
+
+function pgPool(url: string, max: number): pg.Pool {
+  const types = {
+    getTypeParser: (oid: number, format?: 'text' | 'binary'): ((value: string) => unknown) => {
+      if (oid === INT8) return parseInt8;
+      if (oid === DATE) return keepText;
+      return pg.types.getTypeParser(oid, format ?? 'text') as (value: string) => unknown;
+    },
+  };
+  return new pg.Pool({ connectionString: url, max, types: types });
+}
+
+export async function openDatabase(config: Pick<Config, 'databaseUrl' | 'databaseReadUrl' | 'databasePoolSize' | 'dataDir'>): Promise<Database> {
+  if (config.databaseUrl) {
+    const primary = new Kysely<PlatformTables>({ dialect: new PostgresDialect({ pool: pgPool(config.databaseUrl, config.databasePoolSize) }) });
+    const replica = config.databaseReadUrl
+      ? new Kysely<PlatformTables>({ dialect: new PostgresDialect({ pool: pgPool(config.databaseReadUrl, config.databasePoolSize) }) })
+      : undefined;
+    return {
+      kind: 'postgres',
+      db: primary,
+      read: replica ?? primary,
+      ping: async () => {
+        await sql`select 1`.execute(primary);
+      },
+      leaderLock: (lockId) => sessionLock(config.databaseUrl!, lockId),
+      close: async () => {
+        await primary.destroy();
+        await replica?.destroy();
+      },
+    };
+  }
+  const inMemory = config.dataDir === 'memory://' || config.dataDir === '';
+  if (!inMemory) mkdirSync(config.dataDir, { recursive: true });
+  const pglite = await PGlite.create(inMemory ? undefined : config.dataDir, {
+    parsers: { [INT8]: parseInt8, [DATE]: keepText },
+  });
+  const db = new Kysely<PlatformTables>({ dialect: new PGliteDialect({ pglite }) });
+  return {
+    kind: 'pglite',
+    db,
+    read: db,
+    ping: async () => {
+      await sql`select 1`.execute(db);
+    },
+    leaderLock: () => soleProcessLock,
+    close: async () => {
+      await db.destroy();
+    },
+  };
+}
+
+/**
+ * The same connection or transaction typed with one module's tables only, so a module's
+ * SQL cannot name another module's (or the platform's) tables.
+ */
+export function tablesOf<T>(db: Db): Kysely<T>;
+export function tablesOf<T>(db: Trx): Transaction<T>;
+export function tablesOf<T>(db: Db | Trx): Kysely<T> | Transaction<T> {
+  return db as unknown as Kysely<T>;
+}

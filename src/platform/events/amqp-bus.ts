@@ -1,0 +1,157 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { connect, type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type RecoveringChannelModel } from 'amqplib';
+import type { Logger } from 'pino';
+import type { Db } from '../db/database.ts';
+import type { Consumer, EventBus } from './bus.ts';
+import { deliver } from './inbox.ts';
+import type { EventEnvelope } from './types.ts';
+
+export interface AmqpBusOptions {
+  url: string;
+  exchange: string;
+  /** Deliveries of one message before RabbitMQ moves it to the consumer's dead-letter queue. */
+  maxAttempts: number;
+  prefetch?: number;
+}
+
+export const queueName = (consumer: string): string => `pitboss.${consumer}`;
+export const deadLetterQueueName = (consumer: string): string => `pitboss.${consumer}.dlq`;
+
+/**
+ * RabbitMQ transport. Publishing uses a confirm channel and resolves only when the
+ * broker has confirmed every message (persistent, to a durable topic exchange). Each
+ * consumer has a durable quorum queue; a message that fails `maxAttempts` times is
+ * dead-lettered to `<queue>.dlq` by the broker (x-delivery-limit). The connection
+ * recovers by itself with backoff and re-declares everything on reconnect; a publish
+ * while it is down fails, and the relay keeps the events in the outbox and retries.
+ */
+export class AmqpBus implements EventBus {
+  readonly kind = 'amqp';
+  readonly #db: Db;
+  readonly #logger: Logger;
+  readonly #opts: Required<AmqpBusOptions>;
+  readonly #consumers: Consumer[] = [];
+  #model: RecoveringChannelModel | undefined;
+  #publisher: ConfirmChannel | undefined;
+  #subscriber: Channel | undefined;
+  #closing = false;
+
+  constructor(db: Db, logger: Logger, options: AmqpBusOptions) {
+    this.#db = db;
+    this.#logger = logger;
+    this.#opts = { prefetch: 50, ...options };
+  }
+
+  get deadLetterExchange(): string {
+    return `${this.#opts.exchange}.dlx`;
+  }
+
+  async start(): Promise<void> {
+    this.#model = await connect(this.#opts.url, {
+      recovery: {
+        initialDelay: 100,
+        maxDelay: 5000,
+        initialMaxRetries: 20,
+        setup: async (model: ChannelModel) => this.#setup(model),
+      },
+    });
+    this.#model.on('disconnect', (err: Error) => {
+      this.#publisher = undefined;
+      this.#subscriber = undefined;
+      if (!this.#closing) this.#logger.warn({ err }, 'RabbitMQ connection lost; reconnecting');
+    });
+    this.#model.on('error', (err: Error) => this.#logger.warn({ err }, 'RabbitMQ connection error'));
+  }
+
+  async #setup(model: ChannelModel): Promise<void> {
+    const publisher = await model.createConfirmChannel();
+    publisher.on('error', () => {});
+    await publisher.assertExchange(this.#opts.exchange, 'topic', { durable: true });
+    await publisher.assertExchange(this.deadLetterExchange, 'direct', { durable: true });
+    const subscriber = await model.createChannel();
+    subscriber.on('error', () => {});
+    await subscriber.prefetch(this.#opts.prefetch);
+    for (const consumer of this.#consumers) await this.#attach(subscriber, consumer);
+    this.#publisher = publisher;
+    this.#subscriber = subscriber;
+    this.#logger.info({ consumers: this.#consumers.map((c) => c.name) }, 'RabbitMQ connected');
+  }
+
+  async #attach(channel: Channel, consumer: Consumer): Promise<void> {
+    const queue = queueName(consumer.name);
+    const dlq = deadLetterQueueName(consumer.name);
+    await channel.assertQueue(dlq, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+    await channel.bindQueue(dlq, this.deadLetterExchange, queue);
+    await channel.assertQueue(queue, {
+      durable: true,
+      arguments: {
+        'x-queue-type': 'quorum',
+        'x-delivery-limit': this.#opts.maxAttempts,
+        'x-dead-letter-exchange': this.deadLetterExchange,
+        'x-dead-letter-routing-key': queue,
+      },
+    });
+    for (const type of consumer.events) await channel.bindQueue(queue, this.#opts.exchange, type);
+    // Messages are handled one after another in delivery order: the relay publishes in
+    // commit order, so each player's events are handled in the order they happened.
+    let chain: Promise<void> = Promise.resolve();
+    await channel.consume(queue, (message) => {
+      if (!message) return;
+      chain = chain.then(() => this.#handle(channel, consumer, message));
+    });
+  }
+
+  async #handle(channel: Channel, consumer: Consumer, message: ConsumeMessage): Promise<void> {
+    let event: EventEnvelope;
+    try {
+      event = JSON.parse(message.content.toString('utf8')) as EventEnvelope;
+    } catch (error) {
+      this.#logger.error({ err: error, consumer: consumer.name }, 'unparseable message dead-lettered');
+      channel.nack(message, false, false);
+      return;
+    }
+    try {
+      await deliver(this.#db, consumer, event);
+      channel.ack(message);
+    } catch (error) {
+      this.#logger.warn({ err: error, consumer: consumer.name, eventId: event.id }, 'consumer failed; the broker will redeliver');
+      await sleep(200);
+      try {
+        channel.nack(message, false, true);
+      } catch {
+        // The channel is gone; the broker redelivers the unacknowledged message.
+      }
+    }
+  }
+
+  async publish(events: readonly EventEnvelope[]): Promise<void> {
+    const channel = this.#publisher;
+    if (!channel) throw new Error('RabbitMQ is not connected');
+    for (const event of events) {
+      channel.publish(this.#opts.exchange, event.type, Buffer.from(JSON.stringify(event)), {
+        persistent: true,
+        contentType: 'application/json',
+        messageId: event.id,
+        type: event.type,
+        timestamp: Math.floor(Date.parse(event.occurredAt) / 1000),
+        headers: event.playerId ? { 'x-player-id': event.playerId } : {},
+      });
+    }
+    await channel.waitForConfirms();
+  }
+
+  async subscribe(consumers: readonly Consumer[]): Promise<void> {
+    this.#consumers.push(...consumers);
+    const channel = this.#subscriber;
+    if (channel) for (const consumer of consumers) await this.#attach(channel, consumer);
+  }
+
+  healthy(): boolean {
+    return this.#publisher !== undefined;
+  }
+
+  async close(): Promise<void> {
+    this.#closing = true;
+    await this.#model?.close().catch(() => {});
+  }
+}

@@ -1,0 +1,85 @@
+import { newId } from '../ids.ts';
+import type { Db, Trx } from '../db/database.ts';
+import type { EventEnvelope, EventType, NewEvent } from './types.ts';
+
+/** Writes events into the outbox inside the caller's transaction: they exist exactly when the state change does. */
+export async function writeToOutbox(trx: Trx, events: readonly NewEvent[]): Promise<EventEnvelope[]> {
+  if (events.length === 0) return [];
+  const now = new Date();
+  const envelopes = events.map(
+    (e): EventEnvelope => ({
+      id: newId(),
+      type: e.type,
+      version: e.version ?? 1,
+      occurredAt: now.toISOString(),
+      playerId: e.playerId,
+      payload: e.payload,
+    }),
+  );
+  await trx
+    .insertInto('platform.outbox')
+    .values(
+      envelopes.map((e) => ({
+        id: e.id,
+        type: e.type,
+        version: e.version,
+        occurred_at: now,
+        player_id: e.playerId,
+        payload: JSON.stringify(e.payload),
+      })),
+    )
+    .execute();
+  return envelopes;
+}
+
+export interface OutboxRow {
+  seq: bigint;
+  envelope: EventEnvelope;
+}
+
+/** The oldest unpublished events, in commit order. */
+export async function readUnpublished(db: Db | Trx, limit: number): Promise<OutboxRow[]> {
+  const rows = await db
+    .selectFrom('platform.outbox')
+    .select(['seq', 'id', 'type', 'version', 'occurred_at', 'player_id', 'payload'])
+    .where('published_at', 'is', null)
+    .orderBy('seq')
+    .limit(limit)
+    .execute();
+  return rows.map((r) => ({
+    seq: r.seq,
+    envelope: {
+      id: r.id,
+      type: r.type as EventType,
+      version: r.version,
+      occurredAt: r.occurred_at.toISOString(),
+      playerId: r.player_id,
+      payload: r.payload as EventEnvelope['payload'],
+    },
+  }));
+}
+
+export async function markPublished(db: Db | Trx, seqs: readonly bigint[]): Promise<void> {
+  if (seqs.length === 0) return;
+  await db.updateTable('platform.outbox').set({ published_at: new Date() }).where('seq', 'in', seqs).execute();
+}
+
+/** Events waiting to be published: the backlog metric and readiness read it. */
+export async function outboxBacklog(db: Db): Promise<number> {
+  const row = await db
+    .selectFrom('platform.outbox')
+    .select((eb) => eb.fn.countAll<bigint>().as('n'))
+    .where('published_at', 'is', null)
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
+/** Deletes published events older than the retention; the audit log, not the outbox, is the record. */
+export async function pruneOutbox(db: Db, olderThan: Date): Promise<number> {
+  const result = await db
+    .deleteFrom('platform.outbox')
+    .where('published_at', 'is not', null)
+    .where('published_at', '<', olderThan)
+    .executeTakeFirst();
+  return Number(result.numDeletedRows);
+}

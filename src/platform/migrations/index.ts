@@ -1,0 +1,109 @@
+import type { MigrationSet } from '../db/migrate.ts';
+
+export const platformMigrations: MigrationSet = {
+  module: 'platform',
+  migrations: [
+    {
+      name: '0001_outbox_inbox',
+      sql: `
+        create table platform.outbox (
+          seq bigint generated always as identity primary key,
+          id uuid not null unique,
+          type text not null,
+          version integer not null,
+          occurred_at timestamptz not null,
+          player_id uuid,
+          payload jsonb not null,
+          published_at timestamptz
+        );
+        create index outbox_unpublished on platform.outbox (seq) where published_at is null;
+
+        create table platform.inbox (
+          consumer text not null,
+          event_id uuid not null,
+          processed_at timestamptz not null default now(),
+          primary key (consumer, event_id)
+        );
+
+        create table platform.dead_letters (
+          id bigint generated always as identity primary key,
+          consumer text not null,
+          event_id uuid not null,
+          event jsonb not null,
+          error text not null,
+          attempts integer not null,
+          failed_at timestamptz not null default now()
+        );
+      `,
+    },
+    {
+      name: '0002_signing_keys',
+      sql: `
+        create table platform.signing_keys (
+          kid text primary key,
+          alg text not null,
+          public_jwk jsonb not null,
+          private_jwk jsonb not null,
+          created_at timestamptz not null default now(),
+          retires_at timestamptz not null,
+          expires_at timestamptz not null
+        );
+      `,
+    },
+    {
+      name: '0003_audit_log',
+      sql: `
+        create table platform.audit_log (
+          chain smallint not null,
+          seq bigint not null,
+          id uuid not null,
+          at timestamptz not null,
+          actor_type text not null,
+          actor_id text,
+          action text not null,
+          target_type text not null,
+          target_id text not null,
+          changes jsonb not null,
+          request_id text,
+          source_ip text,
+          prev_hash text not null,
+          hash text not null,
+          primary key (chain, seq)
+        );
+        create index audit_log_target on platform.audit_log (target_type, target_id, at);
+        create index audit_log_at on platform.audit_log (at);
+
+        create table platform.audit_chain_heads (
+          chain smallint primary key,
+          seq bigint not null,
+          hash text not null
+        );
+
+        create table platform.audit_checkpoints (
+          id bigint generated always as identity primary key,
+          at timestamptz not null,
+          heads jsonb not null,
+          kid text not null,
+          signature text not null
+        );
+
+        -- The audit log and its checkpoints are append-only: the database refuses to
+        -- change or remove a row, whoever asks.
+        create function platform.refuse_change() returns trigger language plpgsql as $$
+        begin
+          raise exception 'AUDIT_APPEND_ONLY: % on %.% is not allowed', tg_op, tg_table_schema, tg_table_name
+            using errcode = 'insufficient_privilege';
+        end;
+        $$;
+        create trigger audit_log_append_only before update or delete on platform.audit_log
+          for each row execute function platform.refuse_change();
+        create trigger audit_log_no_truncate before truncate on platform.audit_log
+          for each statement execute function platform.refuse_change();
+        create trigger audit_checkpoints_append_only before update or delete on platform.audit_checkpoints
+          for each row execute function platform.refuse_change();
+        create trigger audit_checkpoints_no_truncate before truncate on platform.audit_checkpoints
+          for each statement execute function platform.refuse_change();
+      `,
+    },
+  ],
+};

@@ -1,0 +1,52 @@
+import { createRuntime, createServer, type Server } from '../../src/app/runtime.ts';
+import { systemContext } from '../../src/platform/auth/principal.ts';
+import { createTestDatabase, testConfig, type DatabaseKind, type TestDatabase } from './databases.ts';
+
+export interface TestApp {
+  readonly server: Server;
+  readonly db: TestDatabase;
+  /** An access token for a new staff member with these roles. */
+  staffToken(roles: string[]): Promise<string>;
+  playerToken(playerId: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** The whole server on a fresh database, driven with inject() (no network). */
+export async function startTestApp(kind: DatabaseKind, env: Record<string, string> = {}): Promise<TestApp> {
+  const db = await createTestDatabase(kind);
+  const runtime = await createRuntime(testConfig(db, env));
+  const server = await createServer(runtime);
+  let n = 0;
+  return {
+    server,
+    db,
+    async staffToken(roles) {
+      const email = `staff${++n}.${Date.now()}@casino.test`;
+      await runtime.staff.createStaff(systemContext('test'), { email, roles });
+      return (await runtime.staff.issueToken(email, 900)).token;
+    },
+    async playerToken(playerId) {
+      return (await runtime.kernel.tokens.issue({ kind: 'player', id: playerId }, 900)).token;
+    },
+    async close() {
+      await server.shutdown();
+      await db.drop();
+    },
+  };
+}
+
+let seq = 0;
+/** A valid registration body; every call gets a unique email and login. */
+export function registration(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  seq++;
+  const tag = `${process.pid}x${seq}x${Date.now() % 100000}`;
+  return {
+    email: `player.${tag}@example.com`,
+    login: `player_${tag}`,
+    password: 'lantern-orbit-velvet-42',
+    country: 'DE',
+    currency: 'EUR',
+    dateOfBirth: '1990-05-17',
+    ...overrides,
+  };
+}
