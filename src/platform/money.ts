@@ -13,6 +13,9 @@ const EXPONENTS: Readonly<Record<string, number>> = Object.fromEntries(
 
 export class MoneyFormatError extends Error {}
 
+/** Amounts are stored as int8 (bigint) minor units. */
+export const MAX_MINOR = 2n ** 63n - 1n;
+
 export const isCurrencyCode = (code: string): boolean => code in EXPONENTS;
 
 export function exponentOf(currency: string): number {
@@ -24,11 +27,12 @@ export function exponentOf(currency: string): number {
 /** "12.5" EUR -> 1250n. Refuses more decimals than the currency has, exponents, signs other than a leading '-'. */
 export function parseAmount(text: string, currency: string): bigint {
   const exponent = exponentOf(currency);
-  const match = /^(-)?(\d{1,18})(?:\.(\d+))?$/.exec(text);
+  const match = /^(-)?(\d{1,19})(?:\.(\d+))?$/.exec(text);
   if (!match) throw new MoneyFormatError(`"${text}" is not a decimal amount`);
   const [, sign, whole, fraction = ''] = match;
   if (fraction.length > exponent) throw new MoneyFormatError(`${currency} has ${exponent} decimal places; "${text}" has ${fraction.length}`);
   const minor = BigInt(whole! + fraction.padEnd(exponent, '0'));
+  if (minor > MAX_MINOR) throw new MoneyFormatError(`"${text}" is larger than the largest storable amount`);
   return sign ? -minor : minor;
 }
 

@@ -1,0 +1,95 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { Agent, request } from 'node:http';
+import { resolve } from 'node:path';
+
+export const root = resolve(import.meta.dirname, '..');
+
+export interface Started {
+  child: ChildProcess;
+  url: string;
+  startupMs: number;
+  stop(): Promise<void>;
+}
+
+/** Starts `pitboss serve` as its own process (so the load generator does not share its event loop). */
+export async function startServer(env: Record<string, string>): Promise<Started> {
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const started = performance.now();
+  const child = spawn(process.execPath, [resolve(root, 'bin/pitboss.js'), 'serve'], {
+    env: { ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port), HOST: '127.0.0.1' },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
+    try {
+      const res = await fetch(`${url}/health/ready`);
+      if (res.ok) break;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return {
+    child,
+    url,
+    startupMs: performance.now() - started,
+    stop: () =>
+      new Promise<void>((done) => {
+        child.once('exit', () => done());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+const agent = new Agent({ keepAlive: true, maxSockets: 256 });
+
+export function call(url: string, method: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  return new Promise((resolveCall, reject) => {
+    const req = request(url, { method, agent, headers: { ...(payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}), ...headers } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolveCall({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+export interface LoadResult {
+  requests: number;
+  errors: number;
+  seconds: number;
+  perSecond: number;
+  p50: number;
+  p95: number;
+  p99: number;
+}
+
+/** Closed-loop load: `concurrency` workers issue `next()` until `total` requests or `seconds` pass. */
+export async function load(opts: { concurrency: number; total?: number; seconds?: number; next: (i: number) => Promise<boolean> }): Promise<LoadResult> {
+  const latencies: number[] = [];
+  let issued = 0;
+  let errors = 0;
+  const start = performance.now();
+  const deadline = opts.seconds ? start + opts.seconds * 1000 : Number.POSITIVE_INFINITY;
+  const total = opts.total ?? Number.POSITIVE_INFINITY;
+  async function worker(): Promise<void> {
+    while (issued < total && performance.now() < deadline) {
+      const i = issued++;
+      const t0 = performance.now();
+      const ok = await opts.next(i).catch(() => false);
+      latencies.push(performance.now() - t0);
+      if (!ok) errors++;
+    }
+  }
+  await Promise.all(Array.from({ length: opts.concurrency }, worker));
+  const seconds = (performance.now() - start) / 1000;
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0;
+  return { requests: latencies.length, errors, seconds, perSecond: latencies.length / seconds, p50: pct(50), p95: pct(95), p99: pct(99) };
+}
+
+export const fmt = (r: LoadResult): string =>
+  `${r.perSecond.toFixed(1)}/s over ${r.requests} requests (${r.errors} errors), p50 ${r.p50.toFixed(2)} ms, p95 ${r.p95.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`;
