@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
+import type { InjectOptions } from 'fastify';
 import { after, before, describe, it } from 'node:test';
 import { registration, startTestApp, type TestApp } from './support/app.ts';
 
@@ -9,7 +10,7 @@ describe('HTTP edge', () => {
     app = await startTestApp('pglite');
   });
   after(async () => app?.close());
-  const inject = (opts: Parameters<TestApp['server']['app']['inject']>[0]) => app.server.app.inject(opts);
+  const inject = (opts: InjectOptions) => app.server.app.inject(opts);
 
   it('liveness and readiness (database checked)', async () => {
     assert.deepEqual((await inject({ url: '/health/live' })).json(), { status: 'ok' });

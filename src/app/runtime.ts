@@ -22,6 +22,7 @@ import { backofficeModule } from '../modules/backoffice/index.ts';
 import { playersModule } from '../modules/players/index.ts';
 import type { StaffService } from '../modules/backoffice/index.ts';
 import type { PlayerService } from '../modules/players/index.ts';
+import { walletModule, type WalletApi } from '../modules/wallet/index.ts';
 
 export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -35,6 +36,7 @@ export interface Runtime {
   readonly modules: ReadonlyMap<string, ModuleInstance<unknown>>;
   readonly players: PlayerService;
   readonly staff: StaffService;
+  readonly wallet: WalletApi;
   readonly migrated: MigrationResult[];
   close(): Promise<void>;
 }
@@ -52,7 +54,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
   let cache: Cache | undefined;
   try {
     const names = selectedModules(config, allModules.map((m) => m.name));
-    const definitions: ModuleDefinition[] = allModules.filter((m) => names.includes(m.name));
+    const definitions = allModules.filter((m) => names.includes(m.name)) as readonly ModuleDefinition[];
     const migrated =
       options.migrate === false
         ? []
@@ -60,12 +62,23 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
     await ensureChains(database.db, config.auditChains);
     cache = config.redisUrl ? new RedisCache(config.redisUrl) : new MemoryCache(config.cacheMaxEntries);
     const kernel = createKernel({ config, database, cache, logger, metrics: createMetrics() });
+    // Each module is built once; `use` hands a module another's public interface. A
+    // module this process does not serve is still built for in-process calls (its
+    // network client replaces this when modules run as separate services).
+    const built = new Map<string, ModuleInstance<unknown>>();
+    const build = <Api>(definition: ModuleDefinition<Api>): ModuleInstance<Api> => {
+      const existing = built.get(definition.name) as ModuleInstance<Api> | undefined;
+      if (existing) return existing;
+      const instance = definition.create(kernel, use);
+      built.set(definition.name, instance);
+      return instance;
+    };
+    const use = <Api>(definition: ModuleDefinition<Api>): Api => build(definition).api;
     const modules = new Map<string, ModuleInstance<unknown>>();
-    for (const definition of definitions) modules.set(definition.name, definition.create(kernel));
-    // In-process calls to a module this process does not serve would need its network
-    // client; until modules are split out, the CLI and tests build them all.
-    const players = (modules.get(playersModule.name)?.api as PlayerService | undefined) ?? playersModule.create(kernel).api;
-    const staff = (modules.get(backofficeModule.name)?.api as StaffService | undefined) ?? backofficeModule.create(kernel).api;
+    for (const definition of definitions) modules.set(definition.name, build(definition));
+    const players = use(playersModule);
+    const staff = use(backofficeModule);
+    const wallet = use(walletModule);
     const builtCache = cache;
     return {
       config,
@@ -76,6 +89,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
       modules,
       players,
       staff,
+      wallet,
       migrated,
       close: async () => {
         await builtCache.close();

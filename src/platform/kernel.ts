@@ -56,6 +56,7 @@ export function createKernel(deps: KernelDeps): Kernel & { setOnEventsCommitted(
     keys,
     tokens,
     transaction,
+    notifyEventsCommitted: () => onEvents(),
     setOnEventsCommitted(fn) {
       onEvents = fn;
     },

@@ -36,6 +36,8 @@ export interface Kernel {
    * entries commit with it, and the relay is woken after the commit.
    */
   transaction<T>(ctx: RequestContext, work: (uow: UnitOfWork) => Promise<T>): Promise<T>;
+  /** For modules that write the outbox in their own transactions (the ledger's batches): wakes the relay. */
+  notifyEventsCommitted(): void;
 }
 
 export interface ModuleInstance<Api> {
@@ -60,7 +62,8 @@ export interface ModuleDefinition<Api = unknown> {
   readonly events: EventCatalogue;
   /** Permission name -> what it allows. */
   readonly permissions: Readonly<Record<string, string>>;
-  create(kernel: Kernel): ModuleInstance<Api>;
+  /** Builds the module; `use` gives another module's public interface (its index.ts's definition). */
+  create(kernel: Kernel, use: <Other>(module: ModuleDefinition<Other>) => Other): ModuleInstance<Api>;
 }
 
 export const defineModule = <Api>(definition: ModuleDefinition<Api>): ModuleDefinition<Api> => definition;

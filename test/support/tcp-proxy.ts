@@ -12,8 +12,6 @@ export interface TcpProxy {
   url(target: string): string;
   /** Connections the proxy has accepted since it started. */
   readonly accepted: number;
-  /** Open client connections right now. */
-  readonly open: number;
   cut(): Promise<void>;
   restore(): Promise<void>;
   close(): Promise<void>;
@@ -21,20 +19,17 @@ export interface TcpProxy {
 
 export async function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
-  const clients = new Set<Socket>();
   let accepted = 0;
   let listening = false;
 
   const onConnection = (client: Socket): void => {
     accepted++;
     const upstream = createConnection({ host: targetHost, port: targetPort });
-    clients.add(client);
     sockets.add(client);
     sockets.add(upstream);
     const drop = (): void => {
       client.destroy();
       upstream.destroy();
-      clients.delete(client);
       sockets.delete(client);
       sockets.delete(upstream);
     };
@@ -58,7 +53,6 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const socket of sockets) socket.destroy();
     sockets.clear();
-    clients.clear();
     await closed;
   }
 
@@ -72,9 +66,6 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
     },
     get accepted() {
       return accepted;
-    },
-    get open() {
-      return clients.size;
     },
     cut: stopListening,
     async restore() {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { sql, type Kysely } from 'kysely';
+import { sql } from 'kysely';
 import type { Db } from './database.ts';
 
 /**
@@ -81,7 +81,7 @@ export async function migrate(db: Db, sets: readonly MigrationSet[]): Promise<Mi
 }
 
 /** Lists migrations not yet applied (for `pitboss migrate --dry-run` and readiness). */
-export async function pendingMigrations(db: Kysely<unknown>, sets: readonly MigrationSet[]): Promise<MigrationResult[]> {
+export async function pendingMigrations(db: Db, sets: readonly MigrationSet[]): Promise<MigrationResult[]> {
   const exists = await sql<{ ok: boolean }>`select to_regclass('platform.schema_migrations') is not null as ok`.execute(db);
   const done = new Set<string>();
   if (exists.rows[0]?.ok) {

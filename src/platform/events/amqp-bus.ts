@@ -9,7 +9,7 @@ import type { EventEnvelope } from './types.ts';
 export interface AmqpBusOptions {
   url: string;
   exchange: string;
-  /** Deliveries of one message before RabbitMQ moves it to the consumer's dead-letter queue. */
+  /** Attempts at one message before it goes to the consumer's dead-letter queue. */
   maxAttempts: number;
   prefetch?: number;
 }
@@ -21,7 +21,8 @@ export const deadLetterQueueName = (consumer: string): string => `pitboss.${cons
  * RabbitMQ transport. Publishing uses a confirm channel and resolves only when the
  * broker has confirmed every message (persistent, to a durable topic exchange). Each
  * consumer has a durable quorum queue; a message that fails `maxAttempts` times is
- * dead-lettered to `<queue>.dlq` by the broker (x-delivery-limit). The connection
+ * rejected and dead-lettered to `<queue>.dlq` by the broker, as is one returned
+ * unsettled more than `maxAttempts` times (x-delivery-limit). The connection
  * recovers by itself with backoff and re-declares everything on reconnect; a publish
  * while it is down fails, and the relay keeps the events in the outbox and retries.
  */
@@ -86,6 +87,8 @@ export class AmqpBus implements EventBus {
       durable: true,
       arguments: {
         'x-queue-type': 'quorum',
+        // Failures are retried and rejected by #handle; this guards against a message
+        // whose deliveries keep ending unsettled (it crashes the consumer process).
         'x-delivery-limit': this.#opts.maxAttempts,
         'x-dead-letter-exchange': this.deadLetterExchange,
         'x-dead-letter-routing-key': queue,
@@ -94,33 +97,57 @@ export class AmqpBus implements EventBus {
     for (const type of consumer.events) await channel.bindQueue(queue, this.#opts.exchange, type);
     // Messages are handled one after another in delivery order: the relay publishes in
     // commit order, so each player's events are handled in the order they happened.
+    let open = true;
+    channel.once('close', () => {
+      open = false;
+    });
     let chain: Promise<void> = Promise.resolve();
     await channel.consume(queue, (message) => {
       if (!message) return;
-      chain = chain.then(() => this.#handle(channel, consumer, message));
+      chain = chain
+        .then(() => this.#handle(channel, consumer, message, () => open))
+        .catch((err: unknown) => this.#logger.error({ err, consumer: consumer.name }, 'consumer chain failed'));
     });
   }
 
-  async #handle(channel: Channel, consumer: Consumer, message: ConsumeMessage): Promise<void> {
+  /**
+   * A failing event is retried here, in place, not requeued: a requeued message comes
+   * back after the ones this consumer already holds, so the player's later events
+   * would overtake it. After `maxAttempts` it is rejected without requeue and the
+   * broker dead-letters it to `<queue>.dlq`. Once the channel is gone the message is
+   * left alone: the broker redelivers it on the new channel (the inbox drops repeats).
+   */
+  async #handle(channel: Channel, consumer: Consumer, message: ConsumeMessage, open: () => boolean): Promise<void> {
+    const settle = (how: () => void): void => {
+      try {
+        how();
+      } catch {
+        // The channel closed meanwhile; the broker redelivers the unsettled message.
+      }
+    };
     let event: EventEnvelope;
     try {
       event = JSON.parse(message.content.toString('utf8')) as EventEnvelope;
     } catch (error) {
       this.#logger.error({ err: error, consumer: consumer.name }, 'unparseable message dead-lettered');
-      channel.nack(message, false, false);
+      settle(() => channel.reject(message, false));
       return;
     }
-    try {
-      await deliver(this.#db, consumer, event);
-      channel.ack(message);
-    } catch (error) {
-      this.#logger.warn({ err: error, consumer: consumer.name, eventId: event.id }, 'consumer failed; the broker will redeliver');
-      await sleep(200);
+    for (let attempt = 1; open(); attempt++) {
       try {
-        channel.nack(message, false, true);
-      } catch {
-        // The channel is gone; the broker redelivers the unacknowledged message.
+        await deliver(this.#db, consumer, event);
+      } catch (error) {
+        if (attempt >= this.#opts.maxAttempts) {
+          this.#logger.error({ err: error, consumer: consumer.name, eventId: event.id, type: event.type, attempts: attempt }, 'event dead-lettered');
+          settle(() => channel.reject(message, false));
+          return;
+        }
+        this.#logger.warn({ err: error, consumer: consumer.name, eventId: event.id, attempt }, 'consumer failed; retrying');
+        await sleep(Math.min(2000, 50 * 2 ** attempt));
+        continue;
       }
+      settle(() => channel.ack(message));
+      return;
     }
   }
 

@@ -45,6 +45,13 @@ export function toDomainError(error: unknown): DomainError {
 }
 
 export function sendProblem(request: FastifyRequest, reply: FastifyReply, error: DomainError) {
+  return reply.code(error.status).type(PROBLEM_CONTENT_TYPE).send(problemBody(request, error));
+}
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
+
+/** The RFC 9457 body for a domain error. */
+export function problemBody(request: FastifyRequest, error: DomainError): Record<string, unknown> {
   const body: Record<string, unknown> = {
     type: `urn:pitboss:error:${error.code}`,
     title: error.title,
@@ -56,5 +63,5 @@ export function sendProblem(request: FastifyRequest, reply: FastifyReply, error:
   if (error.detail) body.detail = error.detail;
   if (error.errors) body.errors = error.errors;
   if (error.extra) Object.assign(body, error.extra);
-  return reply.code(error.status).type('application/problem+json; charset=utf-8').send(body);
+  return body;
 }

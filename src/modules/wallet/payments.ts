@@ -1,0 +1,271 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { tablesOf } from '../../platform/db/database.ts';
+import { hasPermission, systemContext, type RequestContext } from '../../platform/auth/principal.ts';
+import { platformErrors } from '../../platform/errors.ts';
+import { newId } from '../../platform/ids.ts';
+import { formatAmount, parseAmount } from '../../platform/money.ts';
+import { fail } from './errors.ts';
+import { deposit, idempotency, releaseWithdrawal, reserveWithdrawal, settleWithdrawal } from './operations.ts';
+import { PERMISSIONS, outcomeError, type WalletService } from './service.ts';
+import { findPayment, insertPayment, setPaymentStatus, type PaymentStatus, type WalletTables } from './store.ts';
+
+/** What a payment provider tells us about a payment, through its callback. */
+export interface PaymentCallback {
+  paymentId: string;
+  status: 'completed' | 'failed';
+  providerRef: string;
+}
+
+/**
+ * A payment provider adapter (cards, e-wallets, bank transfer). The real ones call an
+ * external API; the sandbox one is local and drives its own callbacks, so a newcomer
+ * can fund a demo player from the API docs page.
+ */
+export interface PaymentProvider {
+  readonly name: string;
+  startDeposit(payment: PaymentView): Promise<void>;
+  startPayout(payment: PaymentView): Promise<void>;
+  /** Checks the callback's signature and parses it; throws SIGNATURE_INVALID. */
+  parseCallback(headers: Record<string, string | string[] | undefined>, rawBody: string): PaymentCallback;
+}
+
+export interface PaymentView {
+  id: string;
+  playerId: string;
+  kind: 'deposit' | 'withdrawal';
+  provider: string;
+  currency: string;
+  amount: string;
+  status: PaymentStatus;
+  providerRef: string | null;
+  reason: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+const view = (p: WalletTables['wallet.payments']): PaymentView => {
+  const currency = p.currency.trim();
+  return {
+    id: p.id,
+    playerId: p.player_id,
+    kind: p.kind,
+    provider: p.provider,
+    currency,
+    amount: formatAmount(BigInt(p.amount), currency),
+    status: p.status,
+    providerRef: p.provider_ref,
+    reason: p.reason,
+    createdAt: p.created_at.toISOString(),
+    updatedAt: p.updated_at.toISOString(),
+  };
+};
+
+/**
+ * The local sandbox provider: settles every payment shortly after it starts, except
+ * amounts whose minor part is 13 (e.g. "10.13"), which fail, so both paths can be
+ * tried. Its callbacks are signed with HMAC-SHA256 like a real provider's.
+ */
+export class SandboxProvider implements PaymentProvider {
+  readonly name = 'sandbox';
+  readonly #secret: string;
+  readonly #deliver: (callback: PaymentCallback) => Promise<void>;
+  readonly #delayMs: number;
+
+  constructor(secret: string, deliver: (callback: PaymentCallback) => Promise<void>, delayMs = 100) {
+    this.#secret = secret;
+    this.#deliver = deliver;
+    this.#delayMs = delayMs;
+  }
+
+  sign(rawBody: string): string {
+    return createHmac('sha256', this.#secret).update(rawBody).digest('hex');
+  }
+
+  async startDeposit(payment: PaymentView): Promise<void> {
+    this.#later(payment);
+  }
+
+  async startPayout(payment: PaymentView): Promise<void> {
+    this.#later(payment);
+  }
+
+  #later(payment: PaymentView): void {
+    const status = payment.amount.endsWith('.13') ? 'failed' : 'completed';
+    const timer = setTimeout(() => {
+      this.#deliver({ paymentId: payment.id, status, providerRef: `sbx_${payment.id.slice(-12)}` }).catch(() => {
+        // The provider retries in real life; here the payment stays open for an operator.
+      });
+    }, this.#delayMs);
+    timer.unref();
+  }
+
+  parseCallback(headers: Record<string, string | string[] | undefined>, rawBody: string): PaymentCallback {
+    const given = headers['x-sandbox-signature'];
+    const expected = this.sign(rawBody);
+    if (typeof given !== 'string' || given.length !== expected.length || !timingSafeEqual(Buffer.from(given), Buffer.from(expected))) {
+      throw fail('SIGNATURE_INVALID');
+    }
+    const body = JSON.parse(rawBody) as Partial<PaymentCallback>;
+    if (typeof body.paymentId !== 'string' || (body.status !== 'completed' && body.status !== 'failed') || typeof body.providerRef !== 'string') {
+      throw platformErrors('VALIDATION_FAILED', { detail: 'paymentId, status (completed|failed) and providerRef are required.' });
+    }
+    return { paymentId: body.paymentId, status: body.status, providerRef: body.providerRef };
+  }
+}
+
+/** Deposits and withdrawals: the payment record follows the provider, the ledger moves the money. */
+export class Payments {
+  readonly #wallet: WalletService;
+  readonly #providers = new Map<string, PaymentProvider>();
+
+  constructor(wallet: WalletService) {
+    this.#wallet = wallet;
+  }
+
+  register(provider: PaymentProvider): void {
+    this.#providers.set(provider.name, provider);
+  }
+
+  provider(name: string): PaymentProvider {
+    const p = this.#providers.get(name);
+    if (!p) throw platformErrors('NOT_FOUND', { detail: `No payment provider "${name}".` });
+    return p;
+  }
+
+  #assertPlayerOrStaff(ctx: RequestContext, playerId: string): void {
+    const p = ctx.principal;
+    if (p.kind === 'player' && p.id === playerId) return;
+    if (hasPermission(p, PERMISSIONS.pay)) return;
+    throw p.kind === 'anonymous' ? platformErrors('UNAUTHENTICATED') : p.kind === 'player' ? fail('PLAYER_NOT_FOUND') : platformErrors('FORBIDDEN');
+  }
+
+  async #checkPlayer(playerId: string, currency: string, action: 'deposit' | 'withdraw') {
+    const profile = await this.#wallet.profile(playerId);
+    if (!profile) throw fail('PLAYER_NOT_FOUND');
+    if (profile.currency !== currency) throw fail('CURRENCY_MISMATCH', { detail: `The player's currency is ${profile.currency}.` });
+    const refused = await this.#wallet.gate(playerId, action);
+    if (refused) throw fail('PLAYER_BLOCKED', { detail: refused });
+  }
+
+  async get(ctx: RequestContext, id: string): Promise<PaymentView> {
+    const p = await findPayment(this.#wallet.db, id);
+    if (!p) throw fail('PAYMENT_NOT_FOUND');
+    this.#assertPlayerOrStaff(ctx, p.player_id);
+    return view(p);
+  }
+
+  /** Starts a deposit: pending until the provider's callback settles or fails it. */
+  async requestDeposit(ctx: RequestContext, playerId: string, i: { amount: bigint; currency: string; provider: string }): Promise<PaymentView> {
+    this.#assertPlayerOrStaff(ctx, playerId);
+    const provider = this.provider(i.provider);
+    await this.#checkPlayer(playerId, i.currency, 'deposit');
+    const payment = await this.#create(ctx, playerId, 'deposit', provider.name, i.currency, i.amount, 'pending');
+    await provider.startDeposit(payment);
+    return payment;
+  }
+
+  /** Reserves the amount at once (it cannot be spent), then waits for staff approval. */
+  async requestWithdrawal(ctx: RequestContext, playerId: string, i: { amount: bigint; currency: string; provider: string }): Promise<PaymentView> {
+    this.#assertPlayerOrStaff(ctx, playerId);
+    const provider = this.provider(i.provider);
+    await this.#checkPlayer(playerId, i.currency, 'withdraw');
+    const payment = await this.#create(ctx, playerId, 'withdrawal', provider.name, i.currency, i.amount, 'pending');
+    const result = await this.#wallet.submit(
+      reserveWithdrawal({ playerId, currency: i.currency, amount: i.amount, paymentId: payment.id, idempotency: idempotency('payment', `${payment.id}:reserve`, { amount: i.amount }) }),
+    );
+    if (!result.outcome.ok) {
+      await setPaymentStatus(this.#wallet.db, payment.id, 'failed', { reason: result.outcome.code });
+      throw outcomeError(result.outcome);
+    }
+    await setPaymentStatus(this.#wallet.db, payment.id, 'requested');
+    return { ...payment, status: 'requested' };
+  }
+
+  /** Staff approval sends the payout to the provider; its callback settles it. */
+  async approveWithdrawal(ctx: RequestContext, id: string): Promise<PaymentView> {
+    if (!hasPermission(ctx.principal, PERMISSIONS.pay)) throw platformErrors('FORBIDDEN');
+    const payment = await this.#transition(ctx, id, 'withdrawal', ['requested'], 'approved', 'wallet.withdrawal.approve');
+    await this.provider(payment.provider).startPayout(payment);
+    return payment;
+  }
+
+  /** Staff reject, or the player cancels while it is still requested: the reserved amount returns. */
+  async cancelWithdrawal(ctx: RequestContext, id: string, reason: string): Promise<PaymentView> {
+    const existing = await findPayment(this.#wallet.db, id);
+    if (!existing) throw fail('PAYMENT_NOT_FOUND');
+    this.#assertPlayerOrStaff(ctx, existing.player_id);
+    const byStaff = ctx.principal.kind !== 'player';
+    const payment = await this.#transition(ctx, id, 'withdrawal', ['requested'], byStaff ? 'rejected' : 'cancelled', 'wallet.withdrawal.cancel', reason);
+    await this.#release(payment, reason);
+    return payment;
+  }
+
+  async #release(payment: PaymentView, reason: string): Promise<void> {
+    const result = await this.#wallet.submit(
+      releaseWithdrawal({ playerId: payment.playerId, currency: payment.currency, amount: minor(payment), paymentId: payment.id, reason, idempotency: idempotency('payment', `${payment.id}:release`, { amount: payment.amount }) }),
+    );
+    if (!result.outcome.ok) throw new Error(`releasing withdrawal ${payment.id} failed: ${result.outcome.code}`);
+  }
+
+  /** A provider callback (verified by the route), or the sandbox's own. Idempotent. */
+  async handleCallback(providerName: string, callback: PaymentCallback): Promise<PaymentView> {
+    const existing = await findPayment(this.#wallet.db, callback.paymentId);
+    if (!existing || existing.provider !== providerName) throw fail('PAYMENT_NOT_FOUND');
+    const ctx = systemContext(`payments:${providerName}`);
+    const payment = view(existing);
+    if (existing.kind === 'deposit') {
+      if (existing.status !== 'pending') return payment;
+      if (callback.status === 'completed') {
+        const result = await this.#wallet.submit(
+          deposit({ playerId: payment.playerId, currency: payment.currency, amount: minor(payment), provider: providerName, paymentId: payment.id, idempotency: idempotency('payment', `${payment.id}:settle`, { amount: payment.amount }) }),
+        );
+        if (!result.outcome.ok) throw new Error(`crediting deposit ${payment.id} failed: ${result.outcome.code}`);
+      }
+      return this.#transition(ctx, payment.id, 'deposit', ['pending'], callback.status === 'completed' ? 'completed' : 'failed', `wallet.deposit.${callback.status}`, undefined, callback.providerRef);
+    }
+    if (existing.status !== 'approved') return payment;
+    if (callback.status === 'completed') {
+      const result = await this.#wallet.submit(
+        settleWithdrawal({ playerId: payment.playerId, currency: payment.currency, amount: minor(payment), provider: providerName, paymentId: payment.id, idempotency: idempotency('payment', `${payment.id}:settle`, { amount: payment.amount }) }),
+      );
+      if (!result.outcome.ok) throw new Error(`settling withdrawal ${payment.id} failed: ${result.outcome.code}`);
+      return this.#transition(ctx, payment.id, 'withdrawal', ['approved'], 'completed', 'wallet.withdrawal.settle', undefined, callback.providerRef);
+    }
+    const failed = await this.#transition(ctx, payment.id, 'withdrawal', ['approved'], 'failed', 'wallet.withdrawal.fail', 'provider failed the payout', callback.providerRef);
+    await this.#release(failed, 'provider failed the payout');
+    return failed;
+  }
+
+  async #create(ctx: RequestContext, playerId: string, kind: 'deposit' | 'withdrawal', provider: string, currency: string, amount: bigint, status: PaymentStatus): Promise<PaymentView> {
+    const now = new Date();
+    const row: WalletTables['wallet.payments'] = { player_id: playerId, id: newId(), kind, provider, currency, amount, status, provider_ref: null, reason: null, created_at: now, updated_at: now };
+    await this.#wallet.kernel.transaction(ctx, async (uow) => {
+      await insertPayment(tablesOf<WalletTables>(uow.trx), row);
+      await uow.audit({ action: `wallet.${kind}.request`, target: { type: 'payment', id: row.id }, changes: { playerId, provider, currency, amount } });
+    });
+    return view(row);
+  }
+
+  async #transition(
+    ctx: RequestContext,
+    id: string,
+    kind: 'deposit' | 'withdrawal',
+    from: PaymentStatus[],
+    to: PaymentStatus,
+    action: string,
+    reason?: string,
+    providerRef?: string,
+  ): Promise<PaymentView> {
+    return this.#wallet.kernel.transaction(ctx, async (uow) => {
+      const db = tablesOf<WalletTables>(uow.trx);
+      const p = await findPayment(db, id, true);
+      if (!p || p.kind !== kind) throw fail('PAYMENT_NOT_FOUND');
+      if (!from.includes(p.status)) throw fail('PAYMENT_STATE_INVALID', { detail: `The payment is ${p.status}.` });
+      await setPaymentStatus(db, id, to, { ...(reason ? { reason } : {}), ...(providerRef ? { provider_ref: providerRef } : {}) });
+      await uow.audit({ action, target: { type: 'payment', id }, changes: { from: p.status, to, reason: reason ?? null } });
+      return view({ ...p, status: to, reason: reason ?? p.reason, provider_ref: providerRef ?? p.provider_ref, updated_at: new Date() });
+    });
+  }
+}
+
+const minor = (p: PaymentView): bigint => parseAmount(p.amount, p.currency);

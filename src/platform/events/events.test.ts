@@ -1,0 +1,240 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, it } from 'node:test';
+import { sql } from 'kysely';
+import { createRuntime, type Runtime } from '../../app/runtime.ts';
+import { createTestDatabase, databaseKinds, testConfig, type TestDatabase } from '../../../test/support/databases.ts';
+import { systemContext } from '../auth/principal.ts';
+import type { Db, Trx } from '../db/database.ts';
+import type { createKernel } from '../kernel.ts';
+import type { Consumer } from './bus.ts';
+import { InProcessBus } from './in-process-bus.ts';
+import { deliver } from './inbox.ts';
+import { OutboxRelay } from './relay.ts';
+import type { EventEnvelope, NewEvent } from './types.ts';
+
+const MAX_ATTEMPTS = 3;
+const ctx = systemContext('events-test');
+
+/** Polls `probe` until it returns a value that is not undefined, or fails with `what` after the deadline. */
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** One status change per call; `reason` carries the test's own sequence number and instructions for the consumer. */
+const statusChanged = (playerId: string, reason: string): NewEvent<'player.status_changed'> => ({
+  type: 'player.status_changed',
+  playerId,
+  payload: { playerId, from: 'active', to: 'blocked', reason },
+});
+
+interface Effect {
+  event_id: string;
+  player_id: string;
+  reason: string;
+}
+
+async function effectsOf(db: Db, playerId: string): Promise<Effect[]> {
+  const r = await sql<Effect>`select event_id, player_id, reason from public.test_effects where player_id = ${playerId} order by id`.execute(db);
+  return r.rows;
+}
+
+async function outboxOf(db: Db, playerId: string) {
+  return db.selectFrom('platform.outbox').select(['seq', 'id', 'published_at']).where('player_id', '=', playerId).orderBy('seq').execute();
+}
+
+for (const { kind, skip } of await databaseKinds()) {
+  describe(`transactional outbox, relay and inbox (${kind})`, { skip }, () => {
+    let testDb: TestDatabase;
+    let runtime: Runtime;
+    let relay: OutboxRelay;
+    let bus: InProcessBus;
+    let db: Db;
+    /** How many times the consumer's handler ran, by event id (inbox duplicates never reach it). */
+    const calls = new Map<string, number>();
+
+    // Writes one effect row per event in the inbox's transaction; reasons starting with
+    // "poison" always throw, so a poisoned event can never be handled.
+    const recorder: Consumer = {
+      name: 'test.recorder',
+      events: ['player.status_changed'],
+      async handle(event: EventEnvelope, trx: Trx) {
+        const call = (calls.get(event.id) ?? 0) + 1;
+        calls.set(event.id, call);
+        const { reason } = event.payload as { reason: string };
+        if (reason.startsWith('poison')) throw new Error(`poisoned event ${event.id}`);
+        if (reason.startsWith('flaky') && call === 1) throw new Error(`transient failure on ${event.id}`);
+        await sql`insert into public.test_effects (event_id, player_id, reason) values (${event.id}, ${event.playerId}, ${reason})`.execute(trx);
+      },
+    };
+
+    before(async () => {
+      testDb = await createTestDatabase(kind);
+      runtime = await createRuntime(testConfig(testDb, { CONSUMER_MAX_ATTEMPTS: String(MAX_ATTEMPTS), OUTBOX_POLL_MS: '50' }));
+      db = runtime.database.db;
+      await sql`create table public.test_effects (id bigint generated always as identity primary key, event_id uuid not null, player_id uuid not null, reason text not null)`.execute(db);
+      bus = new InProcessBus(db, runtime.logger, runtime.config.consumerMaxAttempts);
+      await bus.subscribe([recorder]);
+      relay = new OutboxRelay(runtime.database, bus, { pollMs: runtime.config.outboxPollMs, logger: runtime.logger });
+      (runtime.kernel as ReturnType<typeof createKernel>).setOnEventsCommitted(() => relay.wake());
+      relay.start();
+    });
+
+    after(async () => {
+      await relay?.stop();
+      await bus?.close();
+      await runtime?.close();
+      await testDb?.drop();
+    });
+
+    it('writes events to the outbox only when the transaction commits', async () => {
+      const committed = randomUUID();
+      const rolledBack = randomUUID();
+      await runtime.kernel.transaction(ctx, async (uow) => {
+        await uow.emit(statusChanged(committed, 'c1'), statusChanged(committed, 'c2'));
+      });
+      await assert.rejects(
+        runtime.kernel.transaction(ctx, async (uow) => {
+          await uow.emit(statusChanged(rolledBack, 'r1'));
+          // The row is there inside the transaction...
+          const inside = await uow.trx.selectFrom('platform.outbox').select('id').where('player_id', '=', rolledBack).execute();
+          assert.equal(inside.length, 1);
+          throw new Error('bet rejected');
+        }),
+        /bet rejected/,
+      );
+      // ...and gone with the rollback.
+      assert.equal((await outboxOf(db, rolledBack)).length, 0);
+      assert.equal((await outboxOf(db, committed)).length, 2);
+
+      // The committed events are delivered; a later event proves the relay has passed the
+      // point where the rolled-back one would have been, and nothing of it arrived.
+      const marker = randomUUID();
+      await runtime.kernel.transaction(ctx, (uow) => uow.emit(statusChanged(marker, 'm')));
+      await waitFor('the marker event to be handled', async () => ((await effectsOf(db, marker)).length === 1 ? true : undefined));
+      assert.deepEqual(
+        (await effectsOf(db, committed)).map((e) => e.reason),
+        ['c1', 'c2'],
+      );
+      assert.equal((await effectsOf(db, rolledBack)).length, 0);
+    });
+
+    it('delivers to the consumer in commit order, per player and overall', async () => {
+      const players = [randomUUID(), randomUUID(), randomUUID()];
+      const expected: { playerId: string; reason: string }[] = [];
+      // Interleaved transactions, some with several events, one of them rolled back.
+      for (let round = 0; round < 6; round++) {
+        for (const [p, playerId] of players.entries()) {
+          const events = Array.from({ length: 1 + ((round + p) % 3) }, (_, i) => statusChanged(playerId, `r${round}.${i}`));
+          if (round === 3 && p === 1) {
+            await assert.rejects(
+              runtime.kernel.transaction(ctx, async (uow) => {
+                await uow.emit(...events);
+                throw new Error('rolled back');
+              }),
+            );
+            continue;
+          }
+          await runtime.kernel.transaction(ctx, (uow) => uow.emit(...events));
+          for (const e of events) expected.push({ playerId, reason: (e.payload as { reason: string }).reason });
+        }
+      }
+      const last = expected.at(-1)!;
+      await waitFor('the last event to be handled', async () =>
+        (await effectsOf(db, last.playerId)).some((e) => e.reason === last.reason) ? true : undefined,
+      );
+      for (const playerId of players) {
+        assert.deepEqual(
+          (await effectsOf(db, playerId)).map((e) => e.reason),
+          expected.filter((e) => e.playerId === playerId).map((e) => e.reason),
+          `events of player ${playerId} out of order or missing`,
+        );
+      }
+      const all = await sql<{ player_id: string; reason: string }>`
+        select player_id, reason from public.test_effects where player_id in (${sql.join(players)}) order by id`.execute(db);
+      assert.deepEqual(
+        all.rows.map((r) => `${r.player_id}/${r.reason}`),
+        expected.map((e) => `${e.playerId}/${e.reason}`),
+        'events were not handled in commit order',
+      );
+      // The outbox is drained in seq order, and everything is marked published.
+      const rows = (await Promise.all(players.map((p) => outboxOf(db, p)))).flat();
+      assert.ok(rows.every((r) => r.published_at !== null));
+    });
+
+    it('has effect once when the same event is delivered twice (crash between publish and mark)', async () => {
+      const playerId = randomUUID();
+      await runtime.kernel.transaction(ctx, (uow) => uow.emit(statusChanged(playerId, 'once')));
+      const [row] = await waitFor('the event to be published', async () => {
+        const rows = await outboxOf(db, playerId);
+        return rows[0]?.published_at ? rows : undefined;
+      });
+      assert.equal((await effectsOf(db, playerId)).length, 1);
+      assert.equal(calls.get(row!.id), 1);
+
+      // As if the process died after the bus took the event but before it was marked.
+      const publishedBefore = relay.published;
+      await db.updateTable('platform.outbox').set({ published_at: null }).where('id', '=', row!.id).execute();
+      await waitFor('the relay to publish the event again', async () => ((await outboxOf(db, playerId))[0]?.published_at ? true : undefined));
+      assert.ok(relay.published > publishedBefore, 'the relay did not publish the event a second time');
+
+      assert.equal((await effectsOf(db, playerId)).length, 1, 'the redelivered event had a second effect');
+      assert.equal(calls.get(row!.id), 1, 'the inbox let the duplicate reach the handler');
+      const inbox = await db.selectFrom('platform.inbox').select('event_id').where('consumer', '=', recorder.name).where('event_id', '=', row!.id).execute();
+      assert.equal(inbox.length, 1);
+
+      // deliver() itself says so.
+      const event: EventEnvelope = { id: row!.id, type: 'player.status_changed', version: 1, occurredAt: new Date().toISOString(), playerId, payload: { playerId, from: 'active', to: 'blocked', reason: 'once' } };
+      assert.equal(await deliver(db, recorder, event), 'duplicate');
+      assert.equal((await effectsOf(db, playerId)).length, 1);
+    });
+
+    it('retries a failed event in place: a later event of the player does not overtake it', async () => {
+      const playerId = randomUUID();
+      const reasons = ['t0', 'flaky-1', 't2', 't3'];
+      await runtime.kernel.transaction(ctx, (uow) => uow.emit(...reasons.map((r) => statusChanged(playerId, r))));
+      await waitFor('all events to be handled', async () => ((await effectsOf(db, playerId)).length >= reasons.length ? true : undefined));
+      const flaky = (await outboxOf(db, playerId))[1]!;
+      assert.equal(calls.get(flaky.id), 2, 'the flaky event was not retried exactly once');
+      assert.deepEqual(
+        (await effectsOf(db, playerId)).map((e) => e.reason),
+        reasons,
+      );
+    });
+
+    it('dead-letters an event the consumer always fails on, after CONSUMER_MAX_ATTEMPTS, and goes on with later events', async () => {
+      const playerId = randomUUID();
+      await runtime.kernel.transaction(ctx, (uow) => uow.emit(statusChanged(playerId, 'poison'), statusChanged(playerId, 'after-1')));
+      await runtime.kernel.transaction(ctx, (uow) => uow.emit(statusChanged(playerId, 'after-2')));
+      const [poisoned] = await outboxOf(db, playerId);
+
+      const letters = await waitFor('the dead letter', async () => {
+        const rows = await db.selectFrom('platform.dead_letters').selectAll().where('event_id', '=', poisoned!.id).execute();
+        return rows.length > 0 ? rows : undefined;
+      });
+      assert.equal(letters.length, 1);
+      assert.equal(letters[0]!.consumer, recorder.name);
+      assert.equal(letters[0]!.attempts, MAX_ATTEMPTS);
+      assert.match(letters[0]!.error, /poisoned event/);
+      assert.equal((letters[0]!.event as { id: string }).id, poisoned!.id);
+      assert.equal(calls.get(poisoned!.id), MAX_ATTEMPTS);
+
+      await waitFor('the later events to be handled', async () => ((await effectsOf(db, playerId)).length === 2 ? true : undefined));
+      assert.deepEqual(
+        (await effectsOf(db, playerId)).map((e) => e.reason),
+        ['after-1', 'after-2'],
+      );
+      assert.ok((await outboxOf(db, playerId)).every((r) => r.published_at !== null), 'the relay is stuck on the poisoned event');
+      // A failed attempt leaves no inbox row, so an operator's replay would run the handler again.
+      const inbox = await db.selectFrom('platform.inbox').select('event_id').where('event_id', '=', poisoned!.id).execute();
+      assert.equal(inbox.length, 0);
+    });
+  });
+}
