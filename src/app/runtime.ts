@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { ensureChains } from '../platform/audit/audit.ts';
 import { writeCheckpoint } from '../platform/audit/checkpoint.ts';
 import { MemoryCache, RedisCache, type Cache } from '../platform/cache/cache.ts';
-import { selectedModules, type Config } from '../platform/config.ts';
+import { ConfigError, selectedModules, type Config } from '../platform/config.ts';
 import { openDatabase, type Database } from '../platform/db/database.ts';
 import { migrate, type MigrationResult } from '../platform/db/migrate.ts';
 import { AmqpBus } from '../platform/events/amqp-bus.ts';
@@ -23,6 +23,8 @@ import { playersModule } from '../modules/players/index.ts';
 import type { StaffService } from '../modules/backoffice/index.ts';
 import type { PlayerService } from '../modules/players/index.ts';
 import { walletModule, type WalletApi } from '../modules/wallet/index.ts';
+
+const HOUSEKEEPING_LOCK = 7_344_004;
 
 export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -54,6 +56,11 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
   let cache: Cache | undefined;
   try {
     const names = selectedModules(config, allModules.map((m) => m.name));
+    if (names.length < allModules.length && !config.amqpUrl) {
+      // Events published in process reach only this process's consumers; the other
+      // modules' consumers (in other processes) would never see them.
+      throw new ConfigError('MODULES', 'names only some modules, which needs the shared event bus: set AMQP_URL (and DATABASE_URL) when splitting modules into services');
+    }
     const definitions = allModules.filter((m) => names.includes(m.name)) as readonly ModuleDefinition[];
     const migrated =
       options.migrate === false
@@ -138,7 +145,15 @@ export async function createServer(runtime: Runtime): Promise<Server> {
       },
     });
   }
-  const app = await createHttpServer({ logger, metrics: kernel.metrics, tokens: kernel.tokens, publicUrl: config.publicUrl ?? 'http://localhost:8080', version: VERSION, readiness });
+  const app = await createHttpServer({
+    logger,
+    metrics: kernel.metrics,
+    tokens: kernel.tokens,
+    publicUrl: config.publicUrl ?? 'http://localhost:8080',
+    version: VERSION,
+    readiness,
+    trustProxy: config.trustProxy,
+  });
   for (const [name, instance] of runtime.modules) {
     if (instance.routes) {
       const routes = instance.routes;
@@ -152,13 +167,17 @@ export async function createServer(runtime: Runtime): Promise<Server> {
 
   await kernel.keys.signingKey();
   relay.start();
+  // Housekeeping runs in one process of the deployment (the holder of this lock).
+  const housekeeper = database.leaderLock(HOUSEKEEPING_LOCK);
+  const whenLeader = (job: () => Promise<unknown>, what: string) => () => {
+    housekeeper
+      .held()
+      .then((leader) => (leader ? job() : undefined))
+      .catch((err: unknown) => logger.error({ err }, `${what} failed`));
+  };
   const timers = [
-    setInterval(() => {
-      writeCheckpoint(database.db, kernel.keys).catch((err: unknown) => logger.error({ err }, 'audit checkpoint failed'));
-    }, config.auditCheckpointSeconds * 1000),
-    setInterval(() => {
-      pruneOutbox(database.db, new Date(Date.now() - 7 * 86_400_000)).catch((err: unknown) => logger.warn({ err }, 'outbox prune failed'));
-    }, 3_600_000),
+    setInterval(whenLeader(() => writeCheckpoint(database.db, kernel.keys), 'audit checkpoint'), config.auditCheckpointSeconds * 1000),
+    setInterval(whenLeader(() => pruneOutbox(database.db, new Date(Date.now() - 7 * 86_400_000)), 'outbox prune'), 3_600_000),
   ];
   for (const t of timers) t.unref();
 
@@ -172,6 +191,7 @@ export async function createServer(runtime: Runtime): Promise<Server> {
       closing ??= (async () => {
         for (const t of timers) clearInterval(t);
         await app.close();
+        await housekeeper.release();
         await relay.stop();
         for (const instance of runtime.modules.values()) await instance.stop?.();
         await bus.close();

@@ -5,6 +5,7 @@ import { systemContext } from '../platform/auth/principal.ts';
 import { verifyAudit } from '../platform/audit/verify.ts';
 import { writeCheckpoint } from '../platform/audit/checkpoint.ts';
 import { MAX_TOKEN_TTL_SECONDS } from '../platform/kernel.ts';
+import { isUuid } from '../platform/ids.ts';
 import { createRuntime, createServer, VERSION } from '../app/runtime.ts';
 import { parseDuration } from './duration.ts';
 import { seedPlayers } from './seed.ts';
@@ -106,7 +107,7 @@ program
         const { token } = await runtime.staff.issueToken(opts.staff, ttl);
         process.stdout.write(`${token}\n`);
       } else {
-        const player = await runtime.players.find(opts.player!);
+        const player = isUuid(opts.player!) ? await runtime.players.find(opts.player!) : undefined;
         if (!player) throw new InvalidArgumentError(`no player ${opts.player}`);
         const { token } = await runtime.kernel.tokens.issue({ kind: 'player', id: player.id }, ttl);
         process.stdout.write(`${token}\n`);
@@ -170,7 +171,8 @@ try {
     process.stderr.write(`${error.code}: ${error.message}\n`);
     process.exit(1);
   }
-  if (error instanceof InvalidArgumentError) {
+  // Configuration checked after loading (MODULES names) is as much a usage error as a bad value.
+  if (error instanceof ConfigError || error instanceof InvalidArgumentError) {
     process.stderr.write(`error: ${error.message}\n`);
     process.exit(2);
   }

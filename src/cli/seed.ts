@@ -7,7 +7,7 @@ const CURRENCY_OF: Record<string, string> = { DE: 'EUR', GB: 'GBP', SE: 'SEK', F
 
 /** Registers demo players through the real service, `concurrency` at a time, with a progress bar. */
 export async function seedPlayers(runtime: Runtime, count: number, concurrency: number, showProgress: boolean): Promise<{ registered: number; failed: number; seconds: number }> {
-  const bar = new SingleBar({ format: 'seeding [{bar}] {value}/{total} players | {eta}s left', hideCursor: true, noTTYOutput: !showProgress, stream: process.stderr }, Presets.shades_classic);
+  const bar = new SingleBar({ format: 'seeding [{bar}] {value}/{total} players | {eta}s left', hideCursor: true, noTTYOutput: showProgress, stream: process.stderr }, Presets.shades_classic);
   bar.start(count, 0);
   const started = performance.now();
   const tag = Date.now().toString(36);

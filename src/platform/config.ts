@@ -73,6 +73,15 @@ const bool: Parser<boolean> = (raw, name) => {
   throw new ConfigError(name, `must be true or false, got "${raw}"`);
 };
 
+const trustProxyParser: Parser<boolean | number | string> = (raw, name) => {
+  const v = raw.trim();
+  if (v === '' || v === 'false') return false;
+  if (v === 'true') return true;
+  if (/^\d+$/.test(v)) return Number(v);
+  if (/^[0-9a-fA-F.:/,\s]+$/.test(v)) return v;
+  throw new ConfigError(name, `must be false, true, a hop count or addresses/CIDRs, got "${raw}"`);
+};
+
 function setting<T>(env: string, defaultValue: string | undefined, doc: string, parse: Parser<T>): Setting<T> {
   return { env, default: defaultValue, doc, parse };
 }
@@ -83,6 +92,7 @@ export const settings = {
   host: setting('HOST', '0.0.0.0', 'Address the HTTP server binds to.', str),
   publicUrl: setting('PUBLIC_URL', 'http://localhost:8080', 'External base URL; the token issuer (`iss`) and links use it.', optionalUrl(['http:', 'https:'])),
   modules: setting('MODULES', 'all', 'Comma-separated modules this process runs (`all`, or e.g. `players,backoffice`).', str),
+  trustProxy: setting('TRUST_PROXY', 'false', 'Which proxies to trust for the client address (X-Forwarded-For) in logs and the audit log: false, true, a hop count, or comma-separated addresses/CIDRs of your load balancers.', trustProxyParser),
   logLevel: setting('LOG_LEVEL', 'info', 'Log level: fatal, error, warn, info, debug, trace or silent.', oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const)),
   databaseUrl: setting('DATABASE_URL', '', 'PostgreSQL URL (`postgres://user@host:5432/db`). Unset: embedded PGlite in `DATA_DIR`.', optionalUrl(['postgres:', 'postgresql:'])),
   databaseReadUrl: setting('DATABASE_READ_URL', '', 'Optional read replica for reads that may lag (never money).', optionalUrl(['postgres:', 'postgresql:'])),

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { Db } from '../db/database.ts';
 import { entryHash, GENESIS_HASH } from './audit.ts';
 import { verifyCheckpoint, type Heads } from './checkpoint.ts';
@@ -36,20 +37,24 @@ export async function verifyAudit(db: Db): Promise<AuditReport> {
   for (const head of heads) {
     let expectedSeq = 1n;
     let prev = GENESIS_HASH;
-    let after = 0n;
+    // No lower bound on the first page: a row forged at seq 0 or below must be seen too.
+    let after: bigint | null = null;
     for (;;) {
+      const from: bigint | null = after;
       const rows = await db
         .selectFrom('platform.audit_log')
         .selectAll()
         .where('chain', '=', head.chain)
-        .where('seq', '>', after)
+        .$if(from !== null, (qb) => qb.where('seq', '>', from!))
         .orderBy('seq')
         .limit(PAGE)
         .execute();
       for (const row of rows) {
         entries++;
-        if (row.seq !== expectedSeq) {
+        if (row.seq > expectedSeq) {
           problems.push({ chain: head.chain, seq: row.seq.toString(), problem: `expected seq ${expectedSeq}: ${row.seq - expectedSeq} entr(y/ies) missing before it` });
+        } else if (row.seq < expectedSeq) {
+          problems.push({ chain: head.chain, seq: row.seq.toString(), problem: `expected seq ${expectedSeq}: out of sequence (inserted)` });
         }
         if (row.prev_hash !== prev) problems.push({ chain: head.chain, seq: row.seq.toString(), problem: 'does not link to the previous entry (inserted or reordered)' });
         const computed = entryHash(row.prev_hash, row);
@@ -64,6 +69,15 @@ export async function verifyAudit(db: Db): Promise<AuditReport> {
     if (head.seq !== expectedSeq - 1n || head.hash !== prev) {
       problems.push({ chain: head.chain, seq: head.seq.toString(), problem: `chain ends at seq ${expectedSeq - 1n} but its head says ${head.seq} (entries removed or head rewritten)` });
     }
+  }
+  // Rows in a chain without a head (a forged chain number, or a deleted head) are never walked above.
+  const orphans = await sql<{ chain: number; n: bigint }>`
+    select chain, count(*)::int8 as n from platform.audit_log
+    where chain not in (select chain from platform.audit_chain_heads)
+    group by chain order by chain`.execute(db);
+  for (const o of orphans.rows) {
+    entries += Number(o.n);
+    problems.push({ chain: o.chain, seq: null, problem: `${o.n} entr(y/ies) in a chain that has no head (inserted, or the head was deleted)` });
   }
   for (const cp of checkpoints) {
     const heads = cp.heads as Heads;

@@ -30,9 +30,9 @@ export class KeyStore {
   readonly #db: Db;
   readonly #opts: KeyStoreOptions;
   #current: SigningKey | undefined;
-  #jwks: { keys: JWK[] } | undefined;
+  #jwks: { jwk: JWK; expiresAt: number }[] | undefined;
   #jwksAt = 0;
-  readonly #publicKeys = new Map<string, CryptoKey>();
+  readonly #publicKeys = new Map<string, { key: CryptoKey; expiresAt: number; checkedAt: number }>();
 
   constructor(db: Db, options: KeyStoreOptions) {
     this.#db = db;
@@ -45,6 +45,8 @@ export class KeyStore {
     if (this.#current && this.#current.retiresAt.getTime() > now) return this.#current;
     const row = await this.#activeRow();
     const active = row ?? (await this.#rotate());
+    // Publish a key from the moment this process signs with it.
+    if (active.kid !== this.#current?.kid) this.#jwksAt = 0;
     this.#current = {
       kid: active.kid,
       privateKey: (await importJWK(active.private_jwk as JWK, SIGNING_ALG)) as CryptoKey,
@@ -106,31 +108,38 @@ export class KeyStore {
 
   /** The public keys of every key whose tokens may still be valid. */
   async jwks(): Promise<{ keys: JWK[] }> {
-    if (this.#jwks && Date.now() - this.#jwksAt < CACHE_MS) return this.#jwks;
-    const rows = await this.#db
-      .selectFrom('platform.signing_keys')
-      .select('public_jwk')
-      .where('expires_at', '>', new Date())
-      .orderBy('created_at', 'desc')
-      .execute();
-    this.#jwks = { keys: rows.map((r) => r.public_jwk as JWK) };
-    this.#jwksAt = Date.now();
-    return this.#jwks;
+    const now = Date.now();
+    if (!this.#jwks || now - this.#jwksAt >= CACHE_MS) {
+      const rows = await this.#db
+        .selectFrom('platform.signing_keys')
+        .select(['public_jwk', 'expires_at'])
+        .where('expires_at', '>', new Date(now))
+        .orderBy('created_at', 'desc')
+        .execute();
+      this.#jwks = rows.map((r) => ({ jwk: r.public_jwk, expiresAt: r.expires_at.getTime() }));
+      this.#jwksAt = now;
+    }
+    // The cache must not publish a key past its expiry.
+    return { keys: this.#jwks.filter((k) => k.expiresAt > now).map((k) => k.jwk) };
   }
 
   /** The public key for a kid, or undefined when unknown or expired. */
   async publicKey(kid: string): Promise<CryptoKey | undefined> {
+    const now = Date.now();
+    // A cached key is trusted only until its expiry, and re-read now and then so an
+    // expiry shortened in the database (a revoked key) reaches every process.
     const cached = this.#publicKeys.get(kid);
-    if (cached) return cached;
+    if (cached && cached.expiresAt > now && now - cached.checkedAt < CACHE_MS) return cached.key;
+    this.#publicKeys.delete(kid);
     const row = await this.#db
       .selectFrom('platform.signing_keys')
-      .select(['public_jwk'])
+      .select(['public_jwk', 'expires_at'])
       .where('kid', '=', kid)
-      .where('expires_at', '>', new Date())
+      .where('expires_at', '>', new Date(now))
       .executeTakeFirst();
     if (!row) return undefined;
     const key = (await importJWK(row.public_jwk as JWK, SIGNING_ALG)) as CryptoKey;
-    this.#publicKeys.set(kid, key);
+    this.#publicKeys.set(kid, { key, expiresAt: row.expires_at.getTime(), checkedAt: now });
     return key;
   }
 }

@@ -41,14 +41,19 @@ export class MemoryCache implements Cache {
   }
 }
 
+/** A cache command slower than this is treated as a miss (reads fall back to the loader). */
+const COMMAND_TIMEOUT_MS = 500;
+
 export class RedisCache implements Cache {
   readonly kind = 'redis';
   readonly #redis: Redis;
   readonly #prefix: string;
 
   constructor(url: string, prefix = 'pitboss:') {
-    // Fail a command fast while Redis is away rather than queueing requests behind it.
-    this.#redis = new Redis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: true, lazyConnect: false });
+    // Fail a command fast while Redis is away rather than queueing requests behind it:
+    // the offline queue lets commands sent while connecting wait, and the timeout bounds
+    // that wait, which otherwise follows the reconnect back-off (seconds per command).
+    this.#redis = new Redis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: true, lazyConnect: false, commandTimeout: COMMAND_TIMEOUT_MS });
     this.#redis.on('error', () => {});
     this.#prefix = prefix;
   }
@@ -74,6 +79,8 @@ export class RedisCache implements Cache {
   }
 
   async close(): Promise<void> {
+    // QUIT would wait in the offline queue for a reconnect that may never come.
+    if (this.#redis.status !== 'ready') return this.#redis.disconnect();
     await this.#redis.quit().catch(() => this.#redis.disconnect());
   }
 }

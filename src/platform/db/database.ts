@@ -1,4 +1,5 @@
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PGliteDialect, PostgresDialect, sql, type Transaction } from 'kysely';
 import pg from 'pg';
@@ -107,10 +108,20 @@ export async function openDatabase(config: Pick<Config, 'databaseUrl' | 'databas
     };
   }
   const inMemory = config.dataDir === 'memory://' || config.dataDir === '';
-  if (!inMemory) mkdirSync(config.dataDir, { recursive: true });
-  const pglite = await PGlite.create(inMemory ? undefined : config.dataDir, {
-    parsers: { [INT8]: parseInt8, [DATE]: keepText },
-  });
+  let unlock = (): void => {};
+  if (!inMemory) {
+    mkdirSync(config.dataDir, { recursive: true });
+    unlock = lockDataDir(config.dataDir);
+  }
+  let pglite: PGlite;
+  try {
+    pglite = await PGlite.create(inMemory ? undefined : config.dataDir, {
+      parsers: { [INT8]: parseInt8, [DATE]: keepText },
+    });
+  } catch (error) {
+    unlock();
+    throw error;
+  }
   const db = new Kysely<PlatformTables>({ dialect: new PGliteDialect({ pglite }) });
   return {
     kind: 'pglite',
@@ -122,8 +133,49 @@ export async function openDatabase(config: Pick<Config, 'databaseUrl' | 'databas
     leaderLock: () => soleProcessLock,
     close: async () => {
       await db.destroy();
+      // Kysely closes PGlite only if it ever ran a query; close it either way.
+      if (!pglite.closed) await pglite.close();
+      unlock();
     },
   };
+}
+
+export class DatabaseInUseError extends Error {}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/**
+ * PGlite is a database in one process: a second process opening the same directory
+ * corrupts it and loses writes. A lock file with the owner's pid keeps a second one out
+ * (a lock left by a dead process is taken over).
+ */
+function lockDataDir(dir: string): () => void {
+  const path = join(dir, 'pitboss.lock');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, 'wx');
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      return () => rmSync(path, { force: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const owner = Number.parseInt(readFileSync(path, 'utf8'), 10);
+      if (Number.isInteger(owner) && alive(owner)) {
+        throw new DatabaseInUseError(
+          `The embedded database in ${dir} is in use by process ${owner} (a running "pitboss serve"?). Stop it first, use the REST API, or set DATABASE_URL to a PostgreSQL server that several processes can share.`,
+        );
+      }
+      rmSync(path, { force: true });
+    }
+  }
+  throw new DatabaseInUseError(`Could not lock ${dir}.`);
 }
 
 /**

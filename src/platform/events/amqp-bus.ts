@@ -87,6 +87,9 @@ export class AmqpBus implements EventBus {
       durable: true,
       arguments: {
         'x-queue-type': 'quorum',
+        // One consumer at a time per queue (the others stand by), so events stay in
+        // order per player even when several processes subscribe.
+        'x-single-active-consumer': true,
         // Failures are retried and rejected by #handle; this guards against a message
         // whose deliveries keep ending unsettled (it crashes the consumer process).
         'x-delivery-limit': this.#opts.maxAttempts,

@@ -26,6 +26,7 @@ export interface HttpOptions {
   tokens: TokenService;
   publicUrl: string;
   version: string;
+  trustProxy: boolean | number | string;
   readiness: readonly ReadinessCheck[];
 }
 
@@ -55,9 +56,14 @@ function buildValidator(shared: Record<string, unknown>) {
 export async function createHttpServer(options: HttpOptions): Promise<HttpApp> {
   const app = Fastify({
     loggerInstance: options.logger,
-    requestIdHeader: 'x-request-id',
-    genReqId: () => newId(),
-    trustProxy: true,
+    // A caller's X-Request-Id is kept when it is a sane token (it goes into logs and the
+    // audit log); anything else gets a fresh UUIDv7.
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : newId();
+    },
+    trustProxy: typeof options.trustProxy === 'number' ? trustHops(options.trustProxy) : options.trustProxy,
     bodyLimit: 1_048_576,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
@@ -157,6 +163,9 @@ export async function createHttpServer(options: HttpOptions): Promise<HttpApp> {
   // pino's Logger is a FastifyBaseLogger; the route types only differ in that parameter.
   return app as unknown as HttpApp;
 }
+
+/** Trust the nearest `hops` proxies (Fastify's numeric form, as a function for its types). */
+const trustHops = (hops: number) => (_address: string, hop: number): boolean => hop < hops;
 
 async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

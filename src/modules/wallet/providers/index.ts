@@ -1,6 +1,7 @@
 import type { Kernel } from '../../../platform/module.ts';
 import type { HttpApp } from '../../../platform/http/types.ts';
 import type { WalletService } from '../service.ts';
+import { hub88Provider } from './hub88/index.ts';
 
 /**
  * A game provider's wallet protocol (Hub88's, and later others) is a plug-in: it
@@ -12,6 +13,6 @@ export interface GameProvider {
   routes(app: HttpApp): Promise<void>;
 }
 
-export function gameProviders(_kernel: Kernel, _wallet: WalletService): GameProvider[] {
-  return [];
+export function gameProviders(kernel: Kernel, wallet: WalletService): GameProvider[] {
+  return [hub88Provider(kernel, wallet)];
 }
