@@ -1,18 +1,11 @@
 import type { Kernel } from '../../../platform/module.ts';
-import type { HttpApp } from '../../../platform/http/types.ts';
 import type { WalletService } from '../service.ts';
 import { hub88Provider } from './hub88/index.ts';
+import type { GameProvider } from './provider.ts';
 
-/**
- * A game provider's wallet protocol (Hub88's, and later others) is a plug-in: it
- * translates the provider's calls into the wallet's bets, wins and rollbacks and
- * never touches the ledger directly.
- */
-export interface GameProvider {
-  readonly name: string;
-  routes(app: HttpApp): Promise<void>;
-}
+export type { GameProvider } from './provider.ts';
 
+/** Every game provider protocol this deployment serves. */
 export function gameProviders(kernel: Kernel, wallet: WalletService): GameProvider[] {
   return [hub88Provider(kernel, wallet)];
 }

@@ -1,6 +1,6 @@
 import type { Kernel } from '../../../../platform/module.ts';
 import type { WalletService } from '../../service.ts';
-import type { GameProvider } from '../index.ts';
+import type { GameProvider } from '../provider.ts';
 import { hub88Routes } from './routes.ts';
 import { Hub88Wallet, PROVIDER } from './service.ts';
 import { loadPublicKey } from './signature.ts';
