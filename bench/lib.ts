@@ -44,8 +44,8 @@ export async function startServer(env: Record<string, string>): Promise<Started>
 
 const agent = new Agent({ keepAlive: true, maxSockets: 256 });
 
-export function call(url: string, method: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
-  const payload = body === undefined ? undefined : JSON.stringify(body);
+export function call(url: string, method: string, body?: unknown, headers: Record<string, string> = {}, raw?: string): Promise<{ status: number; body: string }> {
+  const payload = raw ?? (body === undefined ? undefined : JSON.stringify(body));
   return new Promise((resolveCall, reject) => {
     const req = request(url, { method, agent, headers: { ...(payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}), ...headers } }, (res) => {
       const chunks: Buffer[] = [];

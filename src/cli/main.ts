@@ -7,6 +7,7 @@ import { writeCheckpoint } from '../platform/audit/checkpoint.ts';
 import { MAX_TOKEN_TTL_SECONDS } from '../platform/kernel.ts';
 import { isUuid } from '../platform/ids.ts';
 import { createRuntime, createServer, VERSION } from '../app/runtime.ts';
+import { verifyLedger } from '../modules/wallet/index.ts';
 import { parseDuration } from './duration.ts';
 import { seedPlayers } from './seed.ts';
 
@@ -127,6 +128,26 @@ program
     try {
       const result = await seedPlayers(runtime, opts.count, opts.concurrency, process.stderr.isTTY === true);
       process.stdout.write(`${JSON.stringify(result)}\n`);
+    } finally {
+      await runtime.close();
+    }
+  });
+
+const ledger = program.command('ledger').description('The wallet ledger.');
+ledger
+  .command('verify')
+  .description('Check that every transaction balances, every balance equals its postings, and every hash chain is intact; exit 1 and name what is wrong.')
+  .option('--json', 'print the report as JSON')
+  .action(async (opts: { json?: boolean }) => {
+    const runtime = await createRuntime(config(), { migrate: false });
+    try {
+      const report = await verifyLedger(runtime.database.db);
+      if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+      else {
+        process.stdout.write(`${report.transactions} transactions, ${report.postings} postings, ${report.accounts} accounts in ${report.seconds}s: ${report.ok ? 'consistent' : 'INCONSISTENT'}\n`);
+        for (const p of report.problems) process.stdout.write(`  ${p.check}: ${p.detail}\n`);
+      }
+      process.exitCode = report.ok ? 0 : 1;
     } finally {
       await runtime.close();
     }

@@ -1,0 +1,194 @@
+// npm run bench:wallet — the seamless wallet under load: concurrent signed Hub88 bet and
+// win calls over HTTP across many players, against the real PostgreSQL, compared in the
+// same run with pgbench's simple-update transactions (-N) on the same server.
+import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import pg from 'pg';
+import { call, load, root, startServer, type LoadResult } from './lib.ts';
+
+const adminUrl = process.env.TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const PLAYERS = Number(process.env.BENCH_PLAYERS ?? 200);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64);
+const PROCESSES = Number(process.env.BENCH_PROCESSES ?? 1);
+const TARGET_RATE = Number(process.env.BENCH_RATE ?? 1000);
+
+const pgUrl = (db: string) => {
+  const u = new URL(adminUrl);
+  u.pathname = `/${db}`;
+  return u.toString();
+};
+async function adminQuery(text: string): Promise<void> {
+  const c = new pg.Client({ connectionString: adminUrl });
+  await c.connect();
+  await c.query(text);
+  await c.end();
+}
+
+const stamp = Date.now();
+const dbName = `pitboss_bench_wallet_${stamp}`;
+const pgbenchDb = `pitboss_bench_pgbench_${stamp}`;
+await adminQuery(`create database ${dbName}`);
+const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const privatePem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+const publicPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
+const env: Record<string, string> = { DATABASE_URL: pgUrl(dbName), HUB88_PUBLIC_KEY: publicPem.replace(/\n/g, '\\n'), LEDGER_VERIFY_SECONDS: '0', DATABASE_POOL_SIZE: '20' };
+// BENCH_PROFILE=dir writes the server's CPU profile there (open it in Chrome DevTools).
+if (process.env.BENCH_PROFILE) env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE}`;
+
+console.log(`bench:wallet on PostgreSQL, ${availableParallelism()} cores, ${PLAYERS} players, ${PROCESSES} server process(es), ${CONCURRENCY} concurrent callers`);
+const servers = [await startServer(env)];
+for (let i = 1; i < PROCESSES; i++) servers.push(await startServer(env));
+const urls = servers.map((s) => s.url);
+const cli = (args: string[]) => execFileSync(process.execPath, [resolve(root, 'bin/pitboss.js'), ...args], { env: { ...process.env, ...env, LOG_LEVEL: 'warn' }, encoding: 'utf8' }).trim();
+
+try {
+  // Players, funded, each with a game session.
+  cli(['admin', 'create', '--email', `bench.${stamp}@casino.example`]);
+  const staff = { authorization: `Bearer ${cli(['token', '--staff', `bench.${stamp}@casino.example`, '--ttl', '2h'])}` };
+  const players: { id: string; token: string }[] = [];
+  await load({
+    concurrency: 8,
+    total: PLAYERS,
+    next: async (i) => {
+      const reg = await call(`${urls[0]}/v1/players`, 'POST', {
+        email: `w.${stamp}.${i}@example.com`,
+        login: `w_${stamp}_${i}`,
+        password: 'lantern-orbit-velvet-42',
+        country: 'DE',
+        currency: 'EUR',
+        dateOfBirth: '1990-01-01',
+      });
+      const id = (JSON.parse(reg.body) as { id: string }).id;
+      const dep = await call(`${urls[0]}/v1/players/${id}/deposits`, 'POST', { amount: '100000.00', currency: 'EUR' }, { ...staff, 'idempotency-key': `bench-dep-${id}` });
+      if (dep.status !== 201) throw new Error(`deposit: ${dep.status} ${dep.body}`);
+      const session = await call(`${urls[0]}/v1/players/${id}/game-sessions`, 'POST', { gameCode: 'bench_slot', currency: 'EUR' }, staff);
+      players.push({ id, token: (JSON.parse(session.body) as { token: string }).token });
+      return true;
+    },
+  });
+  await new Promise((r) => setTimeout(r, 1500)); // the sandbox settles deposits after ~100 ms
+
+  // Pre-signed calls: a bet, then (half the time) its win.
+  // Game rounds: a bet, and every other round a win that names it (sent after the bet's answer).
+  const ROUNDS = Math.ceil((SECONDS + 12) * Number(process.env.BENCH_EXPECTED_BETS_PER_SECOND ?? 3000));
+  const bodies: { path: string; body: string; kind: 'bet' | 'win' }[] = [];
+  const rounds: { bet: number; win: number | null }[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    const p = players[i % players.length]!;
+    const round = `round-${i}`;
+    const betId = randomUUID();
+    const base = { user: p.id, token: p.token, game_code: 'bench_slot', currency: 'EUR', round, request_uuid: randomUUID() };
+    const betIndex = bodies.push({ path: 'transaction/bet', kind: 'bet', body: JSON.stringify({ ...base, transaction_uuid: betId, amount: 100_000, round_closed: false }) }) - 1;
+    let winIndex: number | null = null;
+    if (i % 2 === 0) {
+      winIndex = bodies.push({ path: 'transaction/win', kind: 'win', body: JSON.stringify({ ...base, request_uuid: randomUUID(), transaction_uuid: randomUUID(), reference_transaction_uuid: betId, amount: 150_000, round_closed: true }) }) - 1;
+    }
+    rounds.push({ bet: betIndex, win: winIndex });
+  }
+  const signStart = performance.now();
+  const chunks = 2;
+  const size = Math.ceil(bodies.length / chunks);
+  const signatures = (
+    await Promise.all(
+      Array.from({ length: chunks }, (_, c) =>
+        new Promise<string[]>((done, fail) => {
+          const w = new Worker(new URL('./sign-worker.ts', import.meta.url), { workerData: { pem: privatePem, bodies: bodies.slice(c * size, (c + 1) * size).map((b) => b.body) } });
+          w.once('message', done);
+          w.once('error', fail);
+        }),
+      ),
+    )
+  ).flat();
+  console.log(`signed ${bodies.length} Hub88 calls in ${((performance.now() - signStart) / 1000).toFixed(1)} s (load generator setup, not measured)`);
+
+  let next = 0;
+  const betLatencies: number[] = [];
+  let statusErrors = 0;
+  let calls = 0;
+  const send = async (n: number, url: string): Promise<boolean> => {
+    const b = bodies[n]!;
+    const t0 = performance.now();
+    const res = await call(`${url}/providers/hub88/${b.path}`, 'POST', undefined, { 'content-type': 'application/json', 'x-hub88-signature': signatures[n]! }, b.body);
+    calls++;
+    if (b.kind === 'bet') betLatencies.push(performance.now() - t0);
+    const ok = res.status === 200 && res.body.includes('"RS_OK"');
+    if (!ok) {
+      statusErrors++;
+      if (statusErrors <= 3) console.log(`  not RS_OK: ${b.path} -> ${res.status} ${res.body}`);
+    }
+    return ok;
+  };
+  /** One game round: its bet, then its win once the bet is answered. */
+  const fire = async (i: number): Promise<boolean> => {
+    const r = rounds[next++];
+    if (!r) throw new Error('the bench ran out of pre-signed rounds: raise BENCH_EXPECTED_BETS_PER_SECOND');
+    const url = urls[i % urls.length]!;
+    const ok = await send(r.bet, url);
+    return r.win === null || !ok ? ok : send(r.win, url);
+  };
+  const summarize = (label: string, r: LoadResult, bets: number[]) => {
+    bets.sort((a, b) => a - b);
+    const pct = (p: number) => bets[Math.min(bets.length - 1, Math.floor((p / 100) * bets.length))] ?? 0;
+    const betsPerSecond = bets.length / r.seconds;
+    console.log(
+      `${label}: ${betsPerSecond.toFixed(0)} bets/s (${(calls / r.seconds).toFixed(0)} calls/s incl. wins, ${calls} calls, ${statusErrors} not RS_OK); bet latency p50 ${pct(50).toFixed(1)} ms, p95 ${pct(95).toFixed(1)} ms, p99 ${pct(99).toFixed(1)} ms`,
+    );
+    return { betsPerSecond, p99: pct(99) };
+  };
+
+  // Warm-up, then the saturation run.
+  await load({ concurrency: 16, seconds: 2, next: fire });
+  betLatencies.length = 0;
+  statusErrors = 0;
+  calls = 0;
+  const saturated = await load({ concurrency: CONCURRENCY, seconds: SECONDS, next: fire });
+  const peak = summarize(`saturation (${CONCURRENCY} callers, ${SECONDS}s)`, saturated, betLatencies);
+
+  // Open loop at a fixed rate of bets (wins ride along).
+  betLatencies.length = 0;
+  statusErrors = 0;
+  calls = 0;
+  const paced = await paced_run(TARGET_RATE, 10, fire);
+  const atRate = summarize(`fixed rate ~${TARGET_RATE} bets/s (10s)`, paced, betLatencies);
+
+  // pgbench -N against the same PostgreSQL server, with the same machine.
+  await adminQuery(`create database ${pgbenchDb}`);
+  const conn = new URL(adminUrl);
+  const pgArgs = ['-h', conn.hostname, '-p', conn.port || '5432', '-U', decodeURIComponent(conn.username || 'postgres')];
+  execFileSync('pgbench', [...pgArgs, '-i', '-q', '-s', '10', pgbenchDb], { stdio: 'ignore' });
+  const out = execFileSync('pgbench', [...pgArgs, '-N', '-c', '16', '-j', '2', '-T', String(SECONDS), pgbenchDb], { encoding: 'utf8' });
+  const tps = Number(/tps = ([\d.]+)/.exec(out)?.[1] ?? 'NaN');
+  console.log(`pgbench -N (16 clients, ${SECONDS}s): ${tps.toFixed(0)} transactions/s`);
+  console.log(`ratio bets/s : pgbench -N tps = ${(peak.betsPerSecond / tps).toFixed(2)}x (target >= 2.5x at p99 <= 50 ms; saturation p99 ${peak.p99.toFixed(1)} ms)`);
+  console.log(`at ~${TARGET_RATE} bets/s: p99 ${atRate.p99.toFixed(1)} ms (target <= 20 ms)`);
+
+  const check = cli(['ledger', 'verify']);
+  console.log(`ledger verify after the run: ${check.split('\n')[0]}`);
+} finally {
+  for (const s of servers) await s.stop();
+  await adminQuery(`drop database if exists ${dbName} with (force)`);
+  await adminQuery(`drop database if exists ${pgbenchDb} with (force)`);
+}
+
+/** Starts rounds at a fixed rate (open loop) for `seconds`; latency includes any queueing. */
+async function paced_run(callsPerSecond: number, seconds: number, fire: (i: number) => Promise<boolean>): Promise<LoadResult> {
+  const start = performance.now();
+  const inflight: Promise<unknown>[] = [];
+  let sent = 0;
+  let errors = 0;
+  while (performance.now() - start < seconds * 1000) {
+    const due = Math.floor(((performance.now() - start) / 1000) * callsPerSecond);
+    while (sent < due) {
+      const i = sent++;
+      inflight.push(fire(i).then((ok) => (ok ? undefined : errors++)));
+    }
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  await Promise.all(inflight);
+  const elapsed = (performance.now() - start) / 1000;
+  return { requests: sent, errors, seconds: elapsed, perSecond: sent / elapsed, p50: 0, p95: 0, p99: 0 };
+}
