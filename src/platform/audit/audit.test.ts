@@ -5,6 +5,7 @@ import canonicalize from 'canonicalize';
 import { sql } from 'kysely';
 import { createTestDatabase, databaseKinds, testConfig, type TestDatabase } from '../../../test/support/databases.ts';
 import { systemContext, type RequestContext } from '../auth/principal.ts';
+import { ConfigError, loadConfig } from '../config.ts';
 import { MemoryCache } from '../cache/cache.ts';
 import { openDatabase, type Database, type Db } from '../db/database.ts';
 import { migrate } from '../db/migrate.ts';
@@ -284,3 +285,18 @@ for (const { kind, skip } of await databaseKinds()) {
     });
   });
 }
+
+describe('audit chain count', () => {
+  // Regression: AUDIT_CHAINS was documented as fixed after the first start but was not enforced.
+  it('refuses to start with a different number of chains than the database has', async () => {
+    const database = await openDatabase(loadConfig({ DATA_DIR: 'memory://' }));
+    try {
+      await migrate(database.db, [platformMigrations]);
+      await ensureChains(database.db, 4);
+      await ensureChains(database.db, 4);
+      await assert.rejects(ensureChains(database.db, 8), (e: unknown) => e instanceof ConfigError && e.variable === 'AUDIT_CHAINS');
+    } finally {
+      await database.close();
+    }
+  });
+});

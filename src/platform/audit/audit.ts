@@ -4,6 +4,7 @@ import { sql } from 'kysely';
 import type { Db, Trx } from '../db/database.ts';
 import { newId } from '../ids.ts';
 import { actorOf, type RequestContext } from '../auth/principal.ts';
+import { ConfigError } from '../config.ts';
 
 /** What a service says about a state change; who and where come from the request context. */
 export interface AuditEntry {
@@ -66,6 +67,13 @@ export function entryHash(prevHash: string, row: HashedFields): string {
 
 /** Creates the chain heads once; the number of chains is fixed from then on. */
 export async function ensureChains(db: Db, chains: number): Promise<void> {
+  const existing = await db.selectFrom('platform.audit_chain_heads').select((eb) => eb.fn.countAll<bigint>().as('n')).executeTakeFirstOrThrow();
+  const have = Number(existing.n);
+  if (have > 0 && have !== chains) {
+    // Entries are placed by hash modulo the chain count: changing it would send a
+    // target's later entries to another chain and split its history.
+    throw new ConfigError('AUDIT_CHAINS', `is ${chains} but this database has ${have} audit chains; it is fixed after the first start (set AUDIT_CHAINS=${have})`);
+  }
   const values = Array.from({ length: chains }, (_, chain) => ({ chain, seq: 0n, hash: GENESIS_HASH }));
   await db
     .insertInto('platform.audit_chain_heads')
