@@ -47,7 +47,8 @@ export class Adjustments {
     this.#wallet = wallet;
   }
 
-  async request(ctx: RequestContext, playerId: string, i: { wallet: string; currency: string; amount: bigint; reason: string }): Promise<AdjustmentView> {
+  /** `id` comes from the request's idempotency claim, so a retry after a crash finishes the first attempt. */
+  async request(ctx: RequestContext, playerId: string, i: { wallet: string; currency: string; amount: bigint; reason: string }, id = newId()): Promise<AdjustmentView> {
     if (!hasPermission(ctx.principal, PERMISSIONS.adjust)) throw ctx.principal.kind === 'anonymous' ? platformErrors('UNAUTHENTICATED') : platformErrors('FORBIDDEN');
     if (!this.#wallet.isWallet(i.wallet)) throw fail('WALLET_UNKNOWN', { detail: `No wallet type "${i.wallet}".` });
     const profile = await this.#wallet.profile(playerId);
@@ -56,9 +57,16 @@ export class Adjustments {
     const threshold = parseAmount(this.#wallet.kernel.config.adjustmentApprovalThreshold, i.currency);
     const needsApproval = (i.amount < 0n ? -i.amount : i.amount) > threshold;
     const staff = actorOf(ctx.principal);
+    const existing = await this.#wallet.db.selectFrom('wallet.adjustments').selectAll().where('id', '=', id).executeTakeFirst();
+    if (existing) {
+      const same = existing.player_id === playerId && existing.wallet === i.wallet && existing.currency.trim() === i.currency && BigInt(existing.amount) === i.amount && existing.reason === i.reason;
+      if (!same) throw fail('IDEMPOTENCY_KEY_REUSED');
+      // A retry of a request that died half-way: finish it (the ledger key is the adjustment id, so it moves money once).
+      return !needsApproval && existing.status !== 'applied' ? this.#apply(ctx, existing, null) : view(existing);
+    }
     const row: WalletTables['wallet.adjustments'] = {
       player_id: playerId,
-      id: newId(),
+      id,
       wallet: i.wallet,
       currency: i.currency,
       amount: i.amount,

@@ -194,6 +194,27 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
     else duplicates.push(i);
   });
 
+  // 1b. A command that may close another key (a rollback whose bet has not arrived)
+  //     claims that key now, before any account is locked: a batch still writing the bet
+  //     commits first (and the bet is then found), or the late bet waits for this batch
+  //     and meets the tombstone. Claimed after the account locks, the two deadlock.
+  const closing = new Map<string, { scope: string; key: string; player: string; outcome: Outcome }>();
+  for (const i of active) {
+    const close = commands[i]!.closes;
+    if (close) closing.set(`${close.scope}\u0000${close.key}`, { ...close, player: commands[i]!.playerId });
+  }
+  const preclosed = new Set<string>();
+  if (closing.size > 0) {
+    const list = [...closing.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, v]) => v);
+    const inserted = await sql<{ scope: string; key: string }>`
+      insert into wallet.idempotency (scope, key, request_hash, player_id, outcome)
+      select s, k, ${TOMBSTONE}, p, o from unnest(${list.map((t) => t.scope)}::text[], ${list.map((t) => t.key)}::text[], ${list.map((t) => t.player)}::uuid[], ${list.map((t) => JSON.stringify(t.outcome))}::jsonb[]) with ordinality as t(s, k, p, o, n)
+      order by n
+      on conflict (scope, key) do nothing
+      returning scope, key`.execute(trx);
+    for (const r of inserted.rows) preclosed.add(`${r.scope}\u0000${r.key}`);
+  }
+
   // 2. Load and lock the accounts, in key order. Missing ones are created first.
   const wanted = new Map<string, AccountKey & { kind: 'player' | 'house' }>();
   for (const i of active) {
@@ -261,10 +282,13 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
   const now = new Date();
   const txRows: Record<string, unknown>[] = [];
   const postingRows: { holder: string; name: string; currency: string; seq: bigint; tx: string; player: string; amount: bigint; after: bigint; prev: string; hash: string }[] = [];
-  const outcomes: { scope: string; key: string; outcome: Outcome }[] = [];
+  const outcomes: { scope: string; key: string; outcome: Outcome; tombstone?: boolean }[] = [];
   const tombstones: { scope: string; key: string; player: string; outcome: Outcome }[] = [];
   const events: NewEvent[] = [];
   const touched = new Set<string>();
+  /** Keys closed by an earlier command of this batch (a bet arriving after its rollback). */
+  const closed = new Map<string, Outcome>();
+  const shutKeys = new Set<string>();
 
   const ctx: PlanContext = {
     account(key) {
@@ -292,6 +316,13 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
 
   for (const i of active) {
     const c = commands[i]!;
+    const shut = closed.get(`${c.idempotency.scope}\u0000${c.idempotency.key}`);
+    if (shut) {
+      shutKeys.add(`${c.idempotency.scope}\u0000${c.idempotency.key}`);
+      outcomes.push({ scope: c.idempotency.scope, key: c.idempotency.key, outcome: shut, tombstone: true });
+      results[i] = { outcome: shut, replayed: true };
+      continue;
+    }
     let outcome: Outcome;
     const plan = c.plan(ctx);
     if (!plan.ok) {
@@ -366,15 +397,28 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
         };
         outcome = ok;
         if (plan.events) events.push(...plan.events(ok));
-        for (const t of c.tombstones ?? []) tombstones.push({ ...t, player: c.playerId });
+        for (const t of c.tombstones ?? []) {
+          tombstones.push({ ...t, player: c.playerId });
+          closed.set(`${t.scope}\u0000${t.key}`, t.outcome);
+        }
       }
     }
     outcomes.push({ scope: c.idempotency.scope, key: c.idempotency.key, outcome });
     results[i] = { outcome, replayed: false };
   }
+  // A closing key this batch claimed but did not need (the bet was found under another key) is given back.
+  const unneeded = [...preclosed].filter((id) => !tombstones.some((t) => `${t.scope}\u0000${t.key}` === id)).map((id) => closing.get(id)!);
+  if (unneeded.length > 0) {
+    await sql`delete from wallet.idempotency where request_hash = ${TOMBSTONE}
+      and (scope, key) in (select * from unnest(${unneeded.map((t) => t.scope)}::text[], ${unneeded.map((t) => t.key)}::text[]))`.execute(trx);
+  }
   for (const i of duplicates) {
     const c = commands[i]!;
     const first = firstIndex.get(`${c.idempotency.scope}\u0000${c.idempotency.key}`)!;
+    if (shutKeys.has(`${c.idempotency.scope}\u0000${c.idempotency.key}`)) {
+      results[i] = results[first]!;
+      continue;
+    }
     results[i] =
       commands[first]!.idempotency.requestHash === c.idempotency.requestHash
         ? { outcome: results[first]!.outcome, replayed: true }
@@ -405,8 +449,9 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
   }
   if (outcomes.length > 0) {
     await sql`
-      update wallet.idempotency i set outcome = v.o
-      from unnest(${outcomes.map((o) => o.scope)}::text[], ${outcomes.map((o) => o.key)}::text[], ${outcomes.map((o) => JSON.stringify(o.outcome))}::jsonb[]) as v(scope, key, o)
+      update wallet.idempotency i set outcome = v.o, request_hash = coalesce(v.h, i.request_hash)
+      from unnest(${outcomes.map((o) => o.scope)}::text[], ${outcomes.map((o) => o.key)}::text[], ${outcomes.map((o) => JSON.stringify(o.outcome))}::jsonb[],
+                  ${outcomes.map((o) => (o.tombstone ? TOMBSTONE : null))}::text[]) as v(scope, key, o, h)
       where i.scope = v.scope and i.key = v.key`.execute(trx);
   }
   if (tombstones.length > 0) {

@@ -1,8 +1,9 @@
+import { createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { sql } from 'kysely';
 import { actorOf } from '../../platform/auth/principal.ts';
 import { tablesOf, type Database } from '../../platform/db/database.ts';
-import { DomainError } from '../../platform/errors.ts';
+import { DomainError, platformErrors } from '../../platform/errors.ts';
 import { problemBody, PROBLEM_CONTENT_TYPE } from '../../platform/http/problem.ts';
 import { fail } from './errors.ts';
 import { requestHash } from './operations.ts';
@@ -17,6 +18,23 @@ import type { WalletTables } from './store.ts';
 
 const IN_PROGRESS_GRACE_MS = 30_000;
 
+/** The idempotency claim a request runs under. */
+export interface Claim {
+  readonly scope: string;
+  readonly key: string;
+}
+
+/**
+ * The id of the record a request creates (an adjustment, a payment), derived from its
+ * claim: a retry that takes over the claim of an attempt that died finds that attempt's
+ * record and finishes it, instead of creating (and paying) a second one.
+ */
+export function claimedId(claim: Claim): string {
+  const h = createHash('sha256').update(`${claim.scope}\u0000${claim.key}`).digest('hex');
+  // An RFC 9562 version 8 (name-based, custom) UUID.
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${((Number.parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
 interface StoredResponse {
   status: number;
   body: unknown;
@@ -27,8 +45,10 @@ export async function idempotentRequest(
   database: Database,
   request: FastifyRequest,
   reply: FastifyReply,
-  handler: () => Promise<{ status: number; body: unknown }>,
+  handler: (claim: Claim) => Promise<{ status: number; body: unknown }>,
 ): Promise<FastifyReply> {
+  // Every money-moving route needs a caller; an anonymous one must not write a claim (nor share one scope with all others).
+  if (request.principal.kind === 'anonymous') throw platformErrors('UNAUTHENTICATED');
   const key = request.headers['idempotency-key'];
   if (typeof key !== 'string' || key.length < 8 || key.length > 200) {
     throw fail('IDEMPOTENCY_KEY_REQUIRED', { detail: 'Send a unique Idempotency-Key header (8 to 200 characters) with every money-moving request.' });
@@ -59,7 +79,7 @@ export async function idempotentRequest(
   }
   let response: StoredResponse;
   try {
-    response = await handler();
+    response = await handler({ scope, key });
   } catch (error) {
     // Refusals are answers too: a replay must get the same refusal, not a second try.
     if (error instanceof DomainError && error.status < 500) {

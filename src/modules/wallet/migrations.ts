@@ -156,3 +156,14 @@ migrations.push({
     create index game_sessions_player on wallet.game_sessions (player_id);
   `,
 });
+
+migrations.push({
+  name: '0003_ledger_no_truncate',
+  sql: `
+    -- Row triggers do not fire on TRUNCATE: without these the append-only ledger could be emptied in one statement.
+    create trigger postings_no_truncate before truncate on wallet.postings
+      for each statement execute function platform.refuse_change();
+    create trigger transactions_no_truncate before truncate on wallet.transactions
+      for each statement execute function platform.refuse_change();
+  `,
+});

@@ -2,7 +2,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { tablesOf } from '../../platform/db/database.ts';
 import { hasPermission, systemContext, type RequestContext } from '../../platform/auth/principal.ts';
 import { platformErrors } from '../../platform/errors.ts';
-import { newId } from '../../platform/ids.ts';
+import { isUuid, newId } from '../../platform/ids.ts';
 import { formatAmount, parseAmount } from '../../platform/money.ts';
 import { fail } from './errors.ts';
 import { deposit, idempotency, releaseWithdrawal, reserveWithdrawal, settleWithdrawal } from './operations.ts';
@@ -105,8 +105,13 @@ export class SandboxProvider implements PaymentProvider {
     if (typeof given !== 'string' || given.length !== expected.length || !timingSafeEqual(Buffer.from(given), Buffer.from(expected))) {
       throw fail('SIGNATURE_INVALID');
     }
-    const body = JSON.parse(rawBody) as Partial<PaymentCallback>;
-    if (typeof body.paymentId !== 'string' || (body.status !== 'completed' && body.status !== 'failed') || typeof body.providerRef !== 'string') {
+    let body: Partial<PaymentCallback>;
+    try {
+      body = JSON.parse(rawBody) as Partial<PaymentCallback>;
+    } catch {
+      throw platformErrors('VALIDATION_FAILED', { detail: 'The callback body is not JSON.' });
+    }
+    if (body === null || typeof body !== 'object' || typeof body.paymentId !== 'string' || (body.status !== 'completed' && body.status !== 'failed') || typeof body.providerRef !== 'string') {
       throw platformErrors('VALIDATION_FAILED', { detail: 'paymentId, status (completed|failed) and providerRef are required.' });
     }
     return { paymentId: body.paymentId, status: body.status, providerRef: body.providerRef };
@@ -155,21 +160,38 @@ export class Payments {
   }
 
   /** Starts a deposit: pending until the provider's callback settles or fails it. */
-  async requestDeposit(ctx: RequestContext, playerId: string, i: { amount: bigint; currency: string; provider: string }): Promise<PaymentView> {
+  async requestDeposit(ctx: RequestContext, playerId: string, i: { amount: bigint; currency: string; provider: string }, id = newId()): Promise<PaymentView> {
     this.#assertPlayerOrStaff(ctx, playerId);
     const provider = this.provider(i.provider);
     await this.#checkPlayer(playerId, i.currency, 'deposit');
-    const payment = await this.#create(ctx, playerId, 'deposit', provider.name, i.currency, i.amount, 'pending');
+    const existing = await this.#existing(id, playerId, 'deposit', provider.name, i);
+    if (existing && existing.status !== 'pending') return existing;
+    const payment = existing ?? (await this.#create(ctx, playerId, 'deposit', provider.name, i.currency, i.amount, 'pending', id));
     await provider.startDeposit(payment);
     return payment;
   }
 
+  /**
+   * The payment an earlier attempt of the same request created (the id comes from the
+   * request's idempotency claim), so a retry after a crash finishes it instead of
+   * starting a second payment.
+   */
+  async #existing(id: string, playerId: string, kind: 'deposit' | 'withdrawal', provider: string, i: { amount: bigint; currency: string }): Promise<PaymentView | undefined> {
+    const p = await findPayment(this.#wallet.db, id);
+    if (!p) return undefined;
+    if (p.player_id !== playerId || p.kind !== kind || p.provider !== provider || p.currency.trim() !== i.currency || BigInt(p.amount) !== i.amount) throw fail('IDEMPOTENCY_KEY_REUSED');
+    return view(p);
+  }
+
   /** Reserves the amount at once (it cannot be spent), then waits for staff approval. */
-  async requestWithdrawal(ctx: RequestContext, playerId: string, i: { amount: bigint; currency: string; provider: string }): Promise<PaymentView> {
+  async requestWithdrawal(ctx: RequestContext, playerId: string, i: { amount: bigint; currency: string; provider: string }, id = newId()): Promise<PaymentView> {
     this.#assertPlayerOrStaff(ctx, playerId);
     const provider = this.provider(i.provider);
     await this.#checkPlayer(playerId, i.currency, 'withdraw');
-    const payment = await this.#create(ctx, playerId, 'withdrawal', provider.name, i.currency, i.amount, 'pending');
+    const existing = await this.#existing(id, playerId, 'withdrawal', provider.name, i);
+    if (existing && existing.status !== 'pending') return existing;
+    // The reservation's ledger key is the payment id: an earlier attempt's reservation is replayed, not repeated.
+    const payment = existing ?? (await this.#create(ctx, playerId, 'withdrawal', provider.name, i.currency, i.amount, 'pending', id));
     const result = await this.#wallet.submit(
       reserveWithdrawal({ playerId, currency: i.currency, amount: i.amount, paymentId: payment.id, idempotency: idempotency('payment', `${payment.id}:reserve`, { amount: i.amount }) }),
     );
@@ -209,7 +231,8 @@ export class Payments {
 
   /** A provider callback (verified by the route), or the sandbox's own. Idempotent. */
   async handleCallback(providerName: string, callback: PaymentCallback): Promise<PaymentView> {
-    const existing = await findPayment(this.#wallet.db, callback.paymentId);
+    // A signed callback may still name garbage; the database would refuse a non-uuid with a 500.
+    const existing = isUuid(callback.paymentId) ? await findPayment(this.#wallet.db, callback.paymentId) : undefined;
     if (!existing || existing.provider !== providerName) throw fail('PAYMENT_NOT_FOUND');
     const ctx = systemContext(`payments:${providerName}`);
     const payment = view(existing);
@@ -236,9 +259,9 @@ export class Payments {
     return failed;
   }
 
-  async #create(ctx: RequestContext, playerId: string, kind: 'deposit' | 'withdrawal', provider: string, currency: string, amount: bigint, status: PaymentStatus): Promise<PaymentView> {
+  async #create(ctx: RequestContext, playerId: string, kind: 'deposit' | 'withdrawal', provider: string, currency: string, amount: bigint, status: PaymentStatus, id: string): Promise<PaymentView> {
     const now = new Date();
-    const row: WalletTables['wallet.payments'] = { player_id: playerId, id: newId(), kind, provider, currency, amount, status, provider_ref: null, reason: null, created_at: now, updated_at: now };
+    const row: WalletTables['wallet.payments'] = { player_id: playerId, id, kind, provider, currency, amount, status, provider_ref: null, reason: null, created_at: now, updated_at: now };
     await this.#wallet.kernel.transaction(ctx, async (uow) => {
       await insertPayment(tablesOf<WalletTables>(uow.trx), row);
       await uow.audit({ action: `wallet.${kind}.request`, target: { type: 'payment', id: row.id }, changes: { playerId, provider, currency, amount } });

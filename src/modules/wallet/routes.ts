@@ -1,12 +1,13 @@
 import { Type } from 'typebox';
+import { actorOf } from '../../platform/auth/principal.ts';
 import { contextOf, requirePermission } from '../../platform/http/auth.ts';
 import { decodeCursor, encodeCursor, Page, PageQuery, problems, Uuid } from '../../platform/http/schemas.ts';
 import type { HttpApp } from '../../platform/http/types.ts';
 import { isUuid } from '../../platform/ids.ts';
 import { platformErrors } from '../../platform/errors.ts';
-import { MoneyFormatError, parseAmount } from '../../platform/money.ts';
+import { formatAmount, MoneyFormatError, parseAmount } from '../../platform/money.ts';
 import type { Adjustments } from './adjustments.ts';
-import { idempotentRequest } from './idempotency.ts';
+import { claimedId, idempotentRequest } from './idempotency.ts';
 import { fee, idempotency, transfer } from './operations.ts';
 import type { Payments } from './payments.ts';
 import { outcomeError, parsePositiveAmount, PERMISSIONS, type WalletService } from './service.ts';
@@ -18,7 +19,8 @@ const Amount = Type.String({ pattern: '^\\d{1,19}(\\.\\d{1,4})?$', description: 
 const SignedAmount = Type.String({ pattern: '^-?\\d{1,19}(\\.\\d{1,4})?$', description: 'Signed decimal string: negative debits, positive credits.' });
 const Currency = Type.String({ pattern: '^[A-Z]{3}$', description: 'ISO 4217.' });
 const IdParams = Type.Object({ id: Uuid() });
-const IdempotencyHeader = Type.Object({ 'idempotency-key': Type.String({ minLength: 8, maxLength: 200, description: 'Unique per money-moving request; a replay returns the first answer.' }) });
+// Optional in the schema so that a missing key is answered with IDEMPOTENCY_KEY_REQUIRED (idempotency.ts checks it), not a generic schema error.
+const IdempotencyHeader = Type.Object({ 'idempotency-key': Type.Optional(Type.String({ minLength: 8, maxLength: 200, description: 'Required. Unique per money-moving request; a replay returns the first answer.' })) });
 
 const Payment = Type.Object(
   {
@@ -165,9 +167,9 @@ export function walletRoutes(wallet: WalletService, payments: Payments, adjustme
         },
       },
       async (request, reply) =>
-        idempotentRequest(wallet.kernel.database, request, reply, async () => {
+        idempotentRequest(wallet.kernel.database, request, reply, async (claim) => {
           const amount = parsePositiveAmount(request.body.amount, request.body.currency);
-          const payment = await payments.requestDeposit(contextOf(request), request.params.id, { amount, currency: request.body.currency, provider: request.body.provider ?? 'sandbox' });
+          const payment = await payments.requestDeposit(contextOf(request), request.params.id, { amount, currency: request.body.currency, provider: request.body.provider ?? 'sandbox' }, claimedId(claim));
           return { status: 201, body: payment };
         }),
     );
@@ -186,9 +188,9 @@ export function walletRoutes(wallet: WalletService, payments: Payments, adjustme
         },
       },
       async (request, reply) =>
-        idempotentRequest(wallet.kernel.database, request, reply, async () => {
+        idempotentRequest(wallet.kernel.database, request, reply, async (claim) => {
           const amount = parsePositiveAmount(request.body.amount, request.body.currency);
-          const payment = await payments.requestWithdrawal(contextOf(request), request.params.id, { amount, currency: request.body.currency, provider: request.body.provider ?? 'sandbox' });
+          const payment = await payments.requestWithdrawal(contextOf(request), request.params.id, { amount, currency: request.body.currency, provider: request.body.provider ?? 'sandbox' }, claimedId(claim));
           return { status: 201, body: payment };
         }),
     );
@@ -260,7 +262,7 @@ export function walletRoutes(wallet: WalletService, payments: Payments, adjustme
         },
       },
       async (request, reply) =>
-        idempotentRequest(wallet.kernel.database, request, reply, async () => {
+        idempotentRequest(wallet.kernel.database, request, reply, async (claim) => {
           const { wallet: walletName, currency, reason } = request.body;
           let amount: bigint;
           try {
@@ -270,7 +272,7 @@ export function walletRoutes(wallet: WalletService, payments: Payments, adjustme
             throw platformErrors('VALIDATION_FAILED', { errors: [{ field: '/body/amount', code: 'AMOUNT_INVALID', message: error.message }] });
           }
           if (amount === 0n) throw platformErrors('VALIDATION_FAILED', { errors: [{ field: '/body/amount', code: 'AMOUNT_INVALID', message: 'An adjustment cannot be zero.' }] });
-          const result = await adjustments.request(contextOf(request), request.params.id, { wallet: walletName, currency, amount, reason });
+          const result = await adjustments.request(contextOf(request), request.params.id, { wallet: walletName, currency, amount, reason }, claimedId(claim));
           return { status: result.status === 'applied' ? 201 : 202, body: result };
         }),
     );
@@ -310,11 +312,15 @@ export function walletRoutes(wallet: WalletService, payments: Payments, adjustme
         async (request, reply) =>
           idempotentRequest(wallet.kernel.database, request, reply, async () => {
             const playerId = (request.params).id;
-            const key = String(request.headers['idempotency-key']);
+            // The ledger key is the caller's own, as the HTTP key is (idempotency.ts): another caller's identical key is another request.
+            const actor = actorOf(request.principal);
+            const key = `${actor.type}:${actor.id ?? '-'}:${String(request.headers['idempotency-key'])}`;
             const result = await wallet.submit(await build(playerId, request.body as Record<string, string>, key));
             if (!result.outcome.ok) throw outcomeError(result.outcome);
             const o = result.outcome;
-            return { status: 201, body: { transactionId: o.transactionId, type: o.type, currency: o.currency, balances: o.balances, replayed: result.replayed } };
+            // The ledger answers in minor units; the API speaks decimal strings ("12.50").
+            const balances = Object.fromEntries(Object.entries(o.balances).map(([w, v]) => [w, formatAmount(BigInt(v), o.currency)]));
+            return { status: 201, body: { transactionId: o.transactionId, type: o.type, currency: o.currency, balances, replayed: result.replayed } };
           }),
       );
 

@@ -237,5 +237,8 @@ const safeExponent = (currency: string): number => {
 /** A refused ledger outcome as a domain error at the REST edge. */
 export function outcomeError(outcome: Outcome & { ok: false }) {
   const code = (outcome.code in fail.catalogue ? outcome.code : 'INSUFFICIENT_FUNDS') as WalletErrorCode;
-  return fail(code, { detail: outcome.detail, extra: outcome.balances ? { balances: outcome.balances, currency: outcome.currency } : undefined });
+  const currency = outcome.currency;
+  // Outcomes carry minor units; the API speaks decimal strings ("12.50").
+  const balances = outcome.balances && currency ? Object.fromEntries(Object.entries(outcome.balances).map(([w, v]) => [w, formatAmount(BigInt(v), currency)])) : undefined;
+  return fail(code, { detail: outcome.detail, extra: balances ? { balances, currency } : undefined });
 }
