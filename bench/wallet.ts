@@ -147,6 +147,7 @@ try {
   calls = 0;
   const saturated = await load({ concurrency: CONCURRENCY, seconds: SECONDS, next: fire });
   const peak = summarize(`saturation (${CONCURRENCY} callers, ${SECONDS}s)`, saturated, betLatencies);
+  console.log(`  ledger batches: ${await batchStats(urls[0]!)}`);
 
   // Open loop at a fixed rate of bets (wins ride along).
   betLatencies.length = 0;
@@ -172,6 +173,14 @@ try {
   for (const s of servers) await s.stop();
   await adminQuery(`drop database if exists ${dbName} with (force)`);
   await adminQuery(`drop database if exists ${pgbenchDb} with (force)`);
+}
+
+/** Mean batch size and duration from the server's own metrics (since it started). */
+async function batchStats(url: string): Promise<string> {
+  const text = (await call(`${url}/metrics`, 'GET')).body;
+  const value = (name: string) => Number(new RegExp(`^${name} ([\\d.e+-]+)$`, 'm').exec(text)?.[1] ?? 'NaN');
+  const batches = value('pitboss_ledger_batch_size_count');
+  return `${batches} batches, mean ${(value('pitboss_ledger_batch_size_sum') / batches).toFixed(1)} movements, mean ${((1000 * value('pitboss_ledger_batch_seconds_sum')) / batches).toFixed(1)} ms each`;
 }
 
 /** Starts rounds at a fixed rate (open loop) for `seconds`; latency includes any queueing. */

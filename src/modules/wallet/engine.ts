@@ -32,7 +32,7 @@ export const houseHolder = (shard: number): string => `00000000-0000-0000-0000-$
 export interface EngineOptions {
   /** Most commands written in one database transaction. */
   maxBatch: number;
-  /** Batches in flight at once (each on its own connection and house shard). */
+  /** Lanes: batches in flight at once, each for its own share of players, on its own connection and house shard. */
   writers: number;
   walletTypes: readonly string[];
   /** House shards in the deployment; each writer of each process uses one, so bets do not queue on one row. */
@@ -40,6 +40,8 @@ export interface EngineOptions {
   logger: Logger;
   /** Called after a batch that wrote events commits (wakes the outbox relay). */
   onEvents: () => void;
+  /** Called after each committed batch with its size and duration (metrics). */
+  observe?: (size: number, seconds: number) => void;
 }
 
 export class IdempotencyConflict extends Error {
@@ -60,40 +62,38 @@ export class IdempotencyConflict extends Error {
 export class LedgerEngine {
   readonly #database: Database;
   readonly #opts: EngineOptions;
-  readonly #queue: Pending[] = [];
-  #busy = 0;
+  readonly #lanes: Lane[];
   #closed = false;
-  readonly #freeShards: number[];
   batches = 0;
   written = 0;
 
   constructor(database: Database, options: EngineOptions) {
     this.#database = database;
     this.#opts = options;
-    // A random base spreads the processes of a deployment over the shards.
+    // A random base spreads the processes of a deployment over the house shards.
     const base = Math.floor(Math.random() * options.houseShards);
-    this.#freeShards = Array.from({ length: options.writers }, (_, i) => (base + i) % options.houseShards);
+    this.#lanes = Array.from({ length: options.writers }, (_, i) => ({ queue: [], busy: false, house: houseHolder((base + i) % options.houseShards) }));
   }
 
   submit(command: LedgerCommand): Promise<CommandResult> {
     if (this.#closed) return Promise.reject(new Error('ledger is shutting down'));
+    // Each player belongs to one lane: two batches of one process never wait for each
+    // other's row locks, and a player's commands are written in the order they came.
+    const lane = this.#lanes[laneOf(command.playerId, this.#lanes.length)]!;
     return new Promise((resolve, reject) => {
-      this.#queue.push({ command, resolve, reject });
-      this.#pump();
+      lane.queue.push({ command, resolve, reject });
+      this.#pump(lane);
     });
   }
 
-  #pump(): void {
-    while (this.#freeShards.length > 0 && this.#queue.length > 0) {
-      const batch = this.#queue.splice(0, this.#opts.maxBatch);
-      const shard = this.#freeShards.shift()!;
-      this.#busy++;
-      void this.#run(batch, houseHolder(shard)).finally(() => {
-        this.#busy--;
-        this.#freeShards.push(shard);
-        this.#pump();
-      });
-    }
+  #pump(lane: Lane): void {
+    if (lane.busy || lane.queue.length === 0) return;
+    const batch = lane.queue.splice(0, this.#opts.maxBatch);
+    lane.busy = true;
+    void this.#run(batch, lane.house).finally(() => {
+      lane.busy = false;
+      this.#pump(lane);
+    });
   }
 
   async #run(batch: Pending[], house: string): Promise<void> {
@@ -105,7 +105,7 @@ export class LedgerEngine {
         batch[0]!.reject(error);
         return;
       }
-      // One bad command (or a deadlock) must not fail its neighbours: retry each alone.
+      // One bad command must not fail its neighbours: retry each alone.
       this.#opts.logger.warn({ err: error, size: batch.length }, 'ledger batch failed; retrying its commands one by one');
       for (const p of batch) {
         try {
@@ -120,21 +120,44 @@ export class LedgerEngine {
   /** Waits for queued and in-flight batches, then refuses new commands. */
   async close(): Promise<void> {
     this.#closed = true;
-    while (this.#busy > 0 || this.#queue.length > 0) await new Promise((r) => setTimeout(r, 5));
+    while (this.#lanes.some((l) => l.busy || l.queue.length > 0)) await new Promise((r) => setTimeout(r, 5));
   }
 
   async #write(commands: readonly LedgerCommand[], house: string): Promise<CommandResult[]> {
-    let events = 0;
-    const results = await this.#database.db.transaction().execute(async (trx) => {
-      const out = await writeBatch(trx, commands, this.#opts.walletTypes, house);
-      events = out.events;
-      return out.results;
-    });
-    this.batches++;
-    this.written += commands.length;
-    if (events > 0) this.#opts.onEvents();
-    return results;
+    for (let attempt = 1; ; attempt++) {
+      const started = performance.now();
+      try {
+        let events = 0;
+        const results = await this.#database.db.transaction().execute(async (trx) => {
+          const out = await writeBatch(trx, commands, this.#opts.walletTypes, house);
+          events = out.events;
+          return out.results;
+        });
+        this.batches++;
+        this.written += commands.length;
+        this.#opts.observe?.(commands.length, (performance.now() - started) / 1000);
+        if (events > 0) this.#opts.onEvents();
+        return results;
+      } catch (error) {
+        // A deadlock or serialization failure (with another process's batch) is retried as it is.
+        const code = (error as { code?: string }).code;
+        if (attempt >= 3 || (code !== '40P01' && code !== '40001')) throw error;
+        this.#opts.logger.warn({ code, attempt, size: commands.length }, 'ledger batch conflicted; retrying');
+      }
+    }
   }
+}
+
+interface Lane {
+  readonly queue: Pending[];
+  busy: boolean;
+  /** This lane's house shard: its batches post the operator side there. */
+  readonly house: string;
+}
+
+/** The lane of a player: the id's random tail (UUIDv7) spreads players evenly. */
+export function laneOf(playerId: string, lanes: number): number {
+  return lanes <= 1 ? 0 : Number.parseInt(playerId.slice(-8), 16) % lanes;
 }
 
 interface BatchOutput {
@@ -425,34 +448,39 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
         : { outcome: { ok: false, code: 'IDEMPOTENCY_KEY_REUSED' }, replayed: false };
   }
 
-  // 5. Write it all: a handful of statements for the whole batch.
-  if (txRows.length > 0) {
-    await sql`
-      insert into wallet.transactions (player_id, id, type, currency, amount, split, round_id, provider, external_ref, reference_id, idempotency_scope, idempotency_key, meta, created_at)
-      select * from unnest(
-        ${txRows.map((r) => r.player_id)}::uuid[], ${txRows.map((r) => r.id)}::uuid[], ${txRows.map((r) => r.type)}::text[], ${txRows.map((r) => r.currency)}::bpchar[],
-        ${txRows.map((r) => r.amount)}::int8[], ${txRows.map((r) => r.split)}::jsonb[], ${txRows.map((r) => r.round_id)}::text[], ${txRows.map((r) => r.provider)}::text[],
-        ${txRows.map((r) => r.external_ref)}::text[], ${txRows.map((r) => r.reference_id)}::uuid[], ${txRows.map((r) => r.idempotency_scope)}::text[], ${txRows.map((r) => r.idempotency_key)}::text[],
-        ${txRows.map((r) => r.meta)}::jsonb[], ${txRows.map((r) => (r.created_at as Date).toISOString())}::timestamptz[])`.execute(trx);
-    await sql`
-      insert into wallet.postings (holder, name, currency, seq, transaction_id, player_id, amount, balance_after, created_at, prev_hash, hash)
-      select h, n, c, s, t, p, a, b, ${now.toISOString()}::timestamptz, ph, hh from unnest(
-        ${postingRows.map((r) => r.holder)}::uuid[], ${postingRows.map((r) => r.name)}::text[], ${postingRows.map((r) => r.currency)}::bpchar[], ${postingRows.map((r) => str(r.seq))}::int8[],
-        ${postingRows.map((r) => r.tx)}::uuid[], ${postingRows.map((r) => r.player)}::uuid[], ${postingRows.map((r) => str(r.amount))}::int8[], ${postingRows.map((r) => str(r.after))}::int8[],
-        ${postingRows.map((r) => r.prev)}::text[], ${postingRows.map((r) => r.hash)}::text[]) as t(h, n, c, s, t, p, a, b, ph, hh)`.execute(trx);
+  // 5. Write it all in one round trip: data-modifying CTEs run in one statement, so the
+  //    batch's transactions, postings, balances and answers land together.
+  if (txRows.length > 0 || outcomes.length > 0) {
     const changed = [...touched].map((id) => accounts.get(id)!);
     await sql`
-      update wallet.accounts a set balance = v.b, last_seq = v.s, last_hash = v.h, updated_at = ${now.toISOString()}::timestamptz
-      from unnest(${changed.map((s) => s.key.holder)}::uuid[], ${changed.map((s) => s.key.name)}::text[], ${changed.map((s) => s.key.currency)}::bpchar[],
-                  ${changed.map((s) => str(s.balance))}::int8[], ${changed.map((s) => str(s.lastSeq))}::int8[], ${changed.map((s) => s.lastHash)}::text[]) as v(holder, name, currency, b, s, h)
-      where a.holder = v.holder and a.name = v.name and a.currency = v.currency`.execute(trx);
-  }
-  if (outcomes.length > 0) {
-    await sql`
-      update wallet.idempotency i set outcome = v.o, request_hash = coalesce(v.h, i.request_hash)
-      from unnest(${outcomes.map((o) => o.scope)}::text[], ${outcomes.map((o) => o.key)}::text[], ${outcomes.map((o) => JSON.stringify(o.outcome))}::jsonb[],
-                  ${outcomes.map((o) => (o.tombstone ? TOMBSTONE : null))}::text[]) as v(scope, key, o, h)
-      where i.scope = v.scope and i.key = v.key`.execute(trx);
+      with new_transactions as (
+        insert into wallet.transactions (player_id, id, type, currency, amount, split, round_id, provider, external_ref, reference_id, idempotency_scope, idempotency_key, meta, created_at)
+        select * from unnest(
+          ${txRows.map((r) => r.player_id)}::uuid[], ${txRows.map((r) => r.id)}::uuid[], ${txRows.map((r) => r.type)}::text[], ${txRows.map((r) => r.currency)}::bpchar[],
+          ${txRows.map((r) => r.amount)}::int8[], ${txRows.map((r) => r.split)}::jsonb[], ${txRows.map((r) => r.round_id)}::text[], ${txRows.map((r) => r.provider)}::text[],
+          ${txRows.map((r) => r.external_ref)}::text[], ${txRows.map((r) => r.reference_id)}::uuid[], ${txRows.map((r) => r.idempotency_scope)}::text[], ${txRows.map((r) => r.idempotency_key)}::text[],
+          ${txRows.map((r) => r.meta)}::jsonb[], ${txRows.map((r) => (r.created_at as Date).toISOString())}::timestamptz[])
+      ),
+      new_postings as (
+        insert into wallet.postings (holder, name, currency, seq, transaction_id, player_id, amount, balance_after, created_at, prev_hash, hash)
+        select h, n, c, s, t, p, a, b, ${now.toISOString()}::timestamptz, ph, hh from unnest(
+          ${postingRows.map((r) => r.holder)}::uuid[], ${postingRows.map((r) => r.name)}::text[], ${postingRows.map((r) => r.currency)}::bpchar[], ${postingRows.map((r) => str(r.seq))}::int8[],
+          ${postingRows.map((r) => r.tx)}::uuid[], ${postingRows.map((r) => r.player)}::uuid[], ${postingRows.map((r) => str(r.amount))}::int8[], ${postingRows.map((r) => str(r.after))}::int8[],
+          ${postingRows.map((r) => r.prev)}::text[], ${postingRows.map((r) => r.hash)}::text[]) as t(h, n, c, s, t, p, a, b, ph, hh)
+      ),
+      balances as (
+        update wallet.accounts a set balance = v.b, last_seq = v.s, last_hash = v.h, updated_at = ${now.toISOString()}::timestamptz
+        from unnest(${changed.map((st) => st.key.holder)}::uuid[], ${changed.map((st) => st.key.name)}::text[], ${changed.map((st) => st.key.currency)}::bpchar[],
+                    ${changed.map((st) => str(st.balance))}::int8[], ${changed.map((st) => str(st.lastSeq))}::int8[], ${changed.map((st) => st.lastHash)}::text[]) as v(holder, name, currency, b, s, h)
+        where a.holder = v.holder and a.name = v.name and a.currency = v.currency
+      ),
+      answers as (
+        update wallet.idempotency i set outcome = v.o, request_hash = coalesce(v.h, i.request_hash)
+        from unnest(${outcomes.map((o) => o.scope)}::text[], ${outcomes.map((o) => o.key)}::text[], ${outcomes.map((o) => JSON.stringify(o.outcome))}::jsonb[],
+                    ${outcomes.map((o) => (o.tombstone ? TOMBSTONE : null))}::text[]) as v(scope, key, o, h)
+        where i.scope = v.scope and i.key = v.key
+      )
+      select 1`.execute(trx);
   }
   if (tombstones.length > 0) {
     await sql`

@@ -167,3 +167,12 @@ migrations.push({
       for each statement execute function platform.refuse_change();
   `,
 });
+
+migrations.push({
+  name: '0004_lean_transaction_indexes',
+  sql: `
+    -- Every bet writes a transaction row: each index costs on the hot path. Listing a
+    -- player's transactions by type walks the primary key (player_id, id) instead.
+    drop index wallet.transactions_type;
+  `,
+});

@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { Histogram } from 'prom-client';
 import { tablesOf } from '../../platform/db/database.ts';
 import { hasPermission, type RequestContext } from '../../platform/auth/principal.ts';
 import { platformErrors } from '../../platform/errors.ts';
 import type { Kernel } from '../../platform/module.ts';
+import { cached } from '../../platform/cache/cache.ts';
 import { exponentOf, formatAmount, MoneyFormatError, parseAmount } from '../../platform/money.ts';
 import type { PlayerService } from '../players/index.ts';
 import { LedgerEngine } from './engine.ts';
@@ -21,6 +23,8 @@ export const PERMISSIONS = {
 } as const;
 
 export type GateAction = 'bet' | 'deposit' | 'withdraw';
+
+export type GameSession = WalletTables['wallet.game_sessions'];
 
 /**
  * Decides whether a player may do something with money; returns a refusal reason or
@@ -79,8 +83,25 @@ export class WalletService {
       .filter((t) => t.betPriority !== null)
       .sort((a, b) => a.betPriority! - b.betPriority!)
       .map((t) => t.name);
-    const { config, logger } = this.#kernel;
-    this.#engine ??= new LedgerEngine(this.#kernel.database, {
+    if (this.#engine) return;
+    const { config, logger, metrics } = this.#kernel;
+    const sizes = new Histogram({
+      name: 'pitboss_ledger_batch_size',
+      help: 'Money movements written per ledger batch (database transaction).',
+      buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000],
+      registers: [metrics.registry],
+    });
+    const durations = new Histogram({
+      name: 'pitboss_ledger_batch_seconds',
+      help: 'Time to write one ledger batch, commit included.',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers: [metrics.registry],
+    });
+    this.#engine = new LedgerEngine(this.#kernel.database, {
+      observe: (size, seconds) => {
+        sizes.observe(size);
+        durations.observe(seconds);
+      },
       maxBatch: config.walletMaxBatch,
       writers: config.walletWriters,
       walletTypes: this.#walletNames,
@@ -208,9 +229,20 @@ export class WalletService {
     return { token, expiresAt: expiresAt.toISOString() };
   }
 
-  async findGameSession(token: string) {
-    return this.db.selectFrom('wallet.game_sessions').selectAll().where('token', '=', token).executeTakeFirst();
+  /** Ends (a past time) or extends a game session; the cached copy goes with it. */
+  async setGameSessionExpiry(token: string, expiresAt: Date): Promise<void> {
+    await this.db.updateTable('wallet.game_sessions').set({ expires_at: expiresAt }).where('token', '=', token).execute();
+    await this.#kernel.cache.del(`game-session:${token}`);
   }
+
+  /** A game session by token; hot on every provider call, so cached (sessions never change, only expire). */
+  async findGameSession(token: string): Promise<GameSession | undefined> {
+    const found = await cached<GameSession & { expires_at: Date | string; created_at: Date | string }>(this.#kernel.cache, `game-session:${token}`, 60, () =>
+      this.db.selectFrom('wallet.game_sessions').selectAll().where('token', '=', token).executeTakeFirst(),
+    );
+    return found ? { ...found, expires_at: new Date(found.expires_at), created_at: new Date(found.created_at) } : undefined;
+  }
+
 }
 
 /** Parses a REST amount ("12.50") in a currency; must be positive. */

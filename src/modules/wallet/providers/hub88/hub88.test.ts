@@ -315,7 +315,7 @@ for (const { kind, skip } of await databaseKinds()) {
 
       const bet = txn(p, { amount: 10 * E });
       assert.equal((await call('transaction/bet', bet)).body.status, 'RS_OK');
-      await sql`update wallet.game_sessions set expires_at = now() - interval '1 hour' where token = ${p.token}`.execute(db());
+      await app.server.runtime.wallet.wallet.setGameSessionExpiry(p.token, new Date(Date.now() - 3_600_000));
       const ledger = await snapshot(p.id, false);
       const expired = txn(p, { amount: E });
       const refused = await call('transaction/bet', expired);
@@ -323,17 +323,17 @@ for (const { kind, skip } of await databaseKinds()) {
       assert.equal((await call('user/balance', { user: p.id, token: p.token, request_uuid: 'x', game_code: 'hub_slot' })).body.status, 'RS_ERROR_TOKEN_EXPIRED');
       assert.deepEqual(await snapshot(p.id, false), ledger);
       // The answer is the transaction's: a retry (even once the session is renewed) gets the same.
-      await sql`update wallet.game_sessions set expires_at = now() + interval '1 hour' where token = ${p.token}`.execute(db());
+      await app.server.runtime.wallet.wallet.setGameSessionExpiry(p.token, new Date(Date.now() + 3_600_000));
       assert.equal((await call('transaction/bet', expired)).raw, refused.raw);
-      await sql`update wallet.game_sessions set expires_at = now() - interval '1 hour' where token = ${p.token}`.execute(db());
+      await app.server.runtime.wallet.wallet.setGameSessionExpiry(p.token, new Date(Date.now() - 3_600_000));
 
       const win = await call('transaction/win', txn(p, { amount: 25 * E, reference_transaction_uuid: bet.transaction_uuid, round: bet.round }));
       assert.equal(win.body.status, 'RS_OK');
       assert.equal(win.body.balance, 115 * E);
       const bet2 = txn(p, { amount: 5 * E });
-      await sql`update wallet.game_sessions set expires_at = now() + interval '1 hour' where token = ${p.token}`.execute(db());
+      await app.server.runtime.wallet.wallet.setGameSessionExpiry(p.token, new Date(Date.now() + 3_600_000));
       assert.equal((await call('transaction/bet', bet2)).body.balance, 110 * E);
-      await sql`update wallet.game_sessions set expires_at = now() - interval '1 hour' where token = ${p.token}`.execute(db());
+      await app.server.runtime.wallet.wallet.setGameSessionExpiry(p.token, new Date(Date.now() - 3_600_000));
       const rolled = await call('transaction/rollback', { user: p.id, transaction_uuid: randomUUID(), token: p.token, round: bet2.round, request_uuid: 'rb', reference_transaction_uuid: bet2.transaction_uuid, game_code: 'hub_slot' });
       assert.deepEqual(rolled.body, { user: p.id, status: 'RS_OK', request_uuid: 'rb', currency: 'EUR', balance: 115 * E });
     });
