@@ -131,6 +131,12 @@ async function bankWorkload(opts: { wallets: readonly WalletService[]; players: 
     const kind: Kind = r < 0.42 ? 'bet' : r < 0.62 ? 'win' : r < 0.77 ? 'rollback' : r < 0.95 ? 'transfer' : 'deposit';
     plan.push({ kind, player: Math.floor(random() * P), amount: kind === 'bet' ? cents(6_000) : kind === 'win' ? cents(6_000, 0) : kind === 'transfer' ? cents(3_000) : cents(15_000), betIndex: i, toBonus: random() < 0.5 });
   }
+  // Every run must exercise refusals: the first bet and the first transfer ask for more
+  // than any player can ever hold (whatever the seed does with the rest).
+  for (const kind of ['bet', 'transfer'] as const) {
+    const first = plan.find((o) => o.kind === kind);
+    if (first) first.amount = 10n ** 12n;
+  }
   const betsOf = Array.from({ length: P }, (_, p) => plan.flatMap((o, i) => (o.kind === 'bet' && o.player === p ? [i] : [])));
   for (const [i, o] of plan.entries()) {
     if (o.kind !== 'win' && o.kind !== 'rollback') continue;
