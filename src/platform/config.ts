@@ -107,6 +107,9 @@ export const settings = {
   cacheTtlSeconds: setting('CACHE_TTL_SECONDS', '300', 'Lifetime of a cached hot record (seconds).', int(1, 86400)),
   accessTokenTtlSeconds: setting('ACCESS_TOKEN_TTL_SECONDS', '900', 'Default lifetime of access tokens issued by Pitboss (seconds).', int(30, 86400)),
   signingKeyRotationDays: setting('SIGNING_KEY_ROTATION_DAYS', '30', 'Age after which a new token signing key is generated; old keys stay published until their tokens expire.', int(1, 3650)),
+  oidcIssuer: setting('OIDC_ISSUER', '', 'Issuer URL of the OAuth2/OpenID Connect provider (the identity module serves it at its path); every process trusts access tokens it issues. Unset: PUBLIC_URL + `/oidc`.', optionalUrl(['http:', 'https:'])),
+  oidcRefreshTokenTtlSeconds: setting('OIDC_REFRESH_TOKEN_TTL_SECONDS', '2592000', 'Lifetime of an OAuth2 refresh token (seconds); each use rotates it.', int(300, 31_536_000)),
+  oidcSessionTtlSeconds: setting('OIDC_SESSION_TTL_SECONDS', '1209600', 'Lifetime of a sign-in session at the OpenID Connect provider (seconds).', int(300, 31_536_000)),
   auditChains: setting('AUDIT_CHAINS', '16', 'Number of parallel audit hash chains. Fixed after the first start.', int(1, 256)),
   auditCheckpointSeconds: setting('AUDIT_CHECKPOINT_SECONDS', '300', 'How often a signed checkpoint binds the audit chains together (seconds).', int(5, 86400)),
   minAgeDefault: setting('MIN_AGE_DEFAULT', '18', 'Minimum player age at registration.', int(18, 25)),
@@ -137,6 +140,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     out[key] = spec.parse(raw, spec.env);
   }
   return { ...(out as Config), ...overrides };
+}
+
+/** The OpenID Connect provider's issuer: OIDC_ISSUER, or PUBLIC_URL + `/oidc`. */
+export function oidcIssuer(config: Pick<Config, 'oidcIssuer' | 'publicUrl'>): string {
+  return config.oidcIssuer ?? `${(config.publicUrl ?? 'http://localhost:8080').replace(/\/+$/, '')}/oidc`;
 }
 
 /** Module names this process runs, from `MODULES`. */

@@ -4,7 +4,7 @@ import { KeyStore } from './auth/keys.ts';
 import type { RequestContext } from './auth/principal.ts';
 import { TokenService } from './auth/tokens.ts';
 import type { Cache } from './cache/cache.ts';
-import type { Config } from './config.ts';
+import { oidcIssuer, type Config } from './config.ts';
 import type { Database } from './db/database.ts';
 import { writeToOutbox } from './events/outbox.ts';
 import type { NewEvent } from './events/types.ts';
@@ -26,7 +26,9 @@ export interface KernelDeps {
 
 export function createKernel(deps: KernelDeps): Kernel & { setOnEventsCommitted(fn: () => void): void } {
   const keys = new KeyStore(deps.database.db, { rotationDays: deps.config.signingKeyRotationDays, maxTokenTtlSeconds: MAX_TOKEN_TTL_SECONDS });
-  const tokens = new TokenService(keys, deps.config.publicUrl ?? 'http://localhost:8080', deps.config.accessTokenTtlSeconds);
+  const tokens = new TokenService(keys, deps.config.publicUrl ?? 'http://localhost:8080', deps.config.accessTokenTtlSeconds, {
+    trustedIssuers: [oidcIssuer(deps.config)],
+  });
   let onEvents = deps.onEventsCommitted ?? (() => {});
   const chains = deps.config.auditChains;
 

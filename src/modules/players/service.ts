@@ -8,9 +8,9 @@ import { isCountryCode } from '../../platform/geo.ts';
 import { newId } from '../../platform/ids.ts';
 import { fail, fieldCodes } from './errors.ts';
 import type { PlayerStatus } from './events.ts';
-import { hashPassword } from './password-hash.ts';
-import { checkPassword } from './password-policy.ts';
-import { findPlayer, findTaken, insertPlayer, listPlayers, lockPlayer, updateStatus, type PlayerFilter, type PlayerRecord, type PlayersTables } from './store.ts';
+import { dummyPasswordHash, hashPassword, verifyPassword } from './password-hash.ts';
+import { checkPassword, PASSWORD_MAX_LENGTH } from './password-policy.ts';
+import { findCredentials, findPlayer, findTaken, insertPlayer, listPlayers, lockPlayer, updateStatus, type PlayerFilter, type PlayerRecord, type PlayersTables } from './store.ts';
 
 export interface Registration {
   email: string;
@@ -139,6 +139,20 @@ export class PlayerService {
       if (constraint.includes('players_login_unique')) throw fail('PLAYER_LOGIN_TAKEN');
       throw error;
     }
+  }
+
+  /**
+   * Checks a sign-in: null when no player has this login or email; otherwise the player,
+   * their status and whether the password is theirs. An unknown account costs the same
+   * password verification as a known one, so the timing does not tell them apart; the
+   * sign-in page must give both failures the same answer.
+   */
+  async verifyCredentials(loginOrEmail: string, password: string): Promise<{ playerId: string; status: PlayerStatus; passwordValid: boolean } | null> {
+    // Longer than any login, email or password the policy accepts: not worth hashing.
+    if (loginOrEmail.length > 320 || password.length > 4 * PASSWORD_MAX_LENGTH) return null;
+    const found = await findCredentials(this.#db, normalizeEmail(loginOrEmail), normalizeLogin(loginOrEmail));
+    const valid = await verifyPassword(found?.passwordHash ?? (await dummyPasswordHash()), password).catch(() => false);
+    return found ? { playerId: found.id, status: found.status, passwordValid: valid } : null;
   }
 
   /** The player record (hot, cached); personal data masked unless the caller may see it. */

@@ -126,3 +126,20 @@ export async function lockPlayer(db: Executor, id: string): Promise<PlayerRecord
   const row = await db.selectFrom('players.players').select(columns).where('id', '=', id).forUpdate().executeTakeFirst();
   return row ? toRecord(row) : undefined;
 }
+
+/** Id, status and password hash of the player with this normalised email or login (for sign-in only). */
+export async function findCredentials(
+  db: Executor,
+  emailNormalized: string,
+  loginNormalized: string,
+): Promise<{ id: string; status: PlayerStatus; passwordHash: string } | undefined> {
+  const rows = await db
+    .selectFrom('players.players')
+    .select(['id', 'status', 'password_hash', 'email_normalized'])
+    .where((eb) => eb.or([eb('email_normalized', '=', emailNormalized), eb('login_normalized', '=', loginNormalized)]))
+    .limit(2)
+    .execute();
+  // An email names its account before a login that happens to look the same.
+  const row = rows.find((r) => r.email_normalized === emailNormalized) ?? rows[0];
+  return row ? { id: row.id, status: row.status, passwordHash: row.password_hash } : undefined;
+}

@@ -106,6 +106,24 @@ export class KeyStore {
     this.#jwksAt = 0;
   }
 
+  /**
+   * The private JWKs of every key whose tokens may still be valid, the current signing
+   * key first: for an in-process signer that needs them as a key set (the identity
+   * module's OpenID Connect provider), so that it signs with the same current key and
+   * publishes the same set as `jwks()`.
+   */
+  async signingJwks(): Promise<JWK[]> {
+    const current = await this.signingKey();
+    const rows = await this.#db
+      .selectFrom('platform.signing_keys')
+      .select(['kid', 'private_jwk'])
+      .where('expires_at', '>', new Date())
+      .orderBy('created_at', 'desc')
+      .execute();
+    const jwks = rows.map((r) => ({ ...(r.private_jwk as JWK), kid: r.kid, alg: SIGNING_ALG, use: 'sig' }));
+    return [...jwks.filter((k) => k.kid === current.kid), ...jwks.filter((k) => k.kid !== current.kid)];
+  }
+
   /** The public keys of every key whose tokens may still be valid. */
   async jwks(): Promise<{ keys: JWK[] }> {
     const now = Date.now();

@@ -12,18 +12,22 @@ export type TokenSubject =
 
 /**
  * Short-lived JWT access tokens signed with the key store's current key. Verification
- * accepts ES256 only (no `none`, no HMAC confusion) and checks issuer, audience and
- * lifetime with a small clock tolerance.
+ * accepts ES256 only (no `none`, no HMAC confusion), `typ: at+jwt` only (an ID token or
+ * logout token signed with the same key is not an access token), and checks issuer,
+ * audience and lifetime with a small clock tolerance. Besides its own issuer it trusts
+ * the configured OpenID Connect provider's, which signs with the same keys.
  */
 export class TokenService {
   readonly #keys: KeyStore;
   readonly #issuer: string;
   readonly #defaultTtl: number;
+  readonly #issuers: string[];
 
-  constructor(keys: KeyStore, issuer: string, defaultTtlSeconds: number) {
+  constructor(keys: KeyStore, issuer: string, defaultTtlSeconds: number, options: { trustedIssuers?: readonly string[] } = {}) {
     this.#keys = keys;
     this.#issuer = issuer;
     this.#defaultTtl = defaultTtlSeconds;
+    this.#issuers = [...new Set([issuer, ...(options.trustedIssuers ?? [])])];
   }
 
   get keys(): KeyStore {
@@ -66,8 +70,9 @@ export class TokenService {
     try {
       const { payload } = await jwtVerify(token, key, {
         algorithms: [SIGNING_ALG],
-        issuer: this.#issuer,
+        issuer: this.#issuers,
         audience: ACCESS_TOKEN_AUDIENCE,
+        typ: 'at+jwt',
         clockTolerance: 5,
         requiredClaims: ['sub', 'exp', 'iat'],
       });

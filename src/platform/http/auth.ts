@@ -7,13 +7,21 @@ declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal;
   }
+  interface FastifyContextConfig {
+    /**
+     * The route reads the Authorization header itself (the OAuth2 provider's endpoints:
+     * Basic client authentication, its own bearer tokens), so this hook leaves it alone
+     * and the caller is anonymous to the platform.
+     */
+    ownAuthorization?: boolean;
+  }
 }
 
 /** onRequest hook: a bearer token, when present, must verify; without one the caller is anonymous. */
 export function authenticate(tokens: TokenService) {
   return async (request: FastifyRequest): Promise<void> => {
     const header = request.headers.authorization;
-    if (!header) {
+    if (!header || request.routeOptions.config.ownAuthorization === true) {
       request.principal = anonymous;
       return;
     }

@@ -1,0 +1,47 @@
+import { Type, type Static } from 'typebox';
+import type { EventCatalogue } from '../../platform/events/types.ts';
+
+// Security events: no personal data (no login names or emails), only ids, the client
+// and the reason, so they can fan out to risk and analytics.
+
+const SignInSucceeded = Type.Object({
+  playerId: Type.String({ format: 'uuid' }),
+  clientId: Type.String(),
+  acr: Type.String(),
+  amr: Type.Array(Type.String()),
+});
+
+const SignInFailed = Type.Object({
+  playerId: Type.Union([Type.String({ format: 'uuid' }), Type.Null()], { description: 'Null when the login or email names no account.' }),
+  clientId: Type.String(),
+  reason: Type.Enum(['invalid_credentials', 'account_not_allowed']),
+});
+
+const TokenReuseDetected = Type.Object({
+  clientId: Type.String(),
+  accountId: Type.Union([Type.String(), Type.Null()]),
+  grantId: Type.Union([Type.String(), Type.Null()], { description: 'Null for a replayed authorization code (its grant is revoked with it).' }),
+  token: Type.Enum(['refresh_token', 'authorization_code']),
+});
+
+declare module '../../platform/events/types.ts' {
+  interface EventMap {
+    'identity.sign_in.succeeded': Static<typeof SignInSucceeded>;
+    'identity.sign_in.failed': Static<typeof SignInFailed>;
+    'identity.token.reuse_detected': Static<typeof TokenReuseDetected>;
+  }
+}
+
+export const events: EventCatalogue = {
+  'identity.sign_in.succeeded': { version: 1, description: 'A player signed in on the hosted sign-in page.', payload: SignInSucceeded },
+  'identity.sign_in.failed': {
+    version: 1,
+    description: 'A sign-in failed: unknown account or wrong password (`invalid_credentials`), or an account that may not sign in.',
+    payload: SignInFailed,
+  },
+  'identity.token.reuse_detected': {
+    version: 1,
+    description: 'A used refresh token or authorization code was presented again; everything issued under its grant was revoked.',
+    payload: TokenReuseDetected,
+  },
+};

@@ -1,0 +1,78 @@
+import { randomBytes } from 'node:crypto';
+import { ConfigError, oidcIssuer } from '../../platform/config.ts';
+import { tablesOf } from '../../platform/db/database.ts';
+import { defineModule } from '../../platform/module.ts';
+import { playersModule } from '../players/index.ts';
+import { Accounts } from './accounts.ts';
+import { ClientService, PERMISSIONS } from './clients.ts';
+import { fail } from './errors.ts';
+import { events } from './events.ts';
+import { migrations } from './migrations.ts';
+import { deleteExpiredPayloads } from './oidc-adapter.ts';
+import { ProviderHost } from './provider.ts';
+import { identityRoutes } from './routes.ts';
+import { IdentityService } from './service.ts';
+import { sharedSecret, type IdentityTables } from './store.ts';
+
+export type { ClientService, CreatedClient, GrantType, NewClient } from './clients.ts';
+export type { ClientRecord } from './store.ts';
+export { API_RESOURCE, API_SCOPE } from './scopes.ts';
+
+export interface IdentityApi {
+  readonly clients: ClientService;
+  /** The OpenID Connect provider's issuer URL. */
+  readonly issuer: string;
+}
+
+/** OAuth2/OpenID Connect provider (panva's oidc-provider), hosted sign-in, and the client registry. */
+export const identityModule = defineModule<IdentityApi>({
+  name: 'identity',
+  description: 'OAuth2/OpenID Connect provider, hosted sign-in and the OAuth client registry.',
+  migrations,
+  errors: fail.catalogue,
+  events,
+  permissions: {
+    [PERMISSIONS.readClients]: 'See registered OAuth2 clients (never their secrets).',
+    [PERMISSIONS.manageClients]: 'Register OAuth2 clients, disable them and rotate their secrets.',
+  },
+  create(kernel, use) {
+    const { config } = kernel;
+    const issuer = oidcIssuer(config);
+    const issuerPath = new URL(issuer).pathname.replace(/\/+$/, '');
+    if (issuerPath === '') throw new ConfigError('OIDC_ISSUER', 'needs a path (e.g. https://casino.example/oidc): the provider is served under it, beside the API');
+    const db = tablesOf<IdentityTables>(kernel.database.db);
+    const accounts = new Accounts(use(playersModule));
+    const clients = new ClientService(kernel);
+    const identity = new IdentityService(kernel, accounts);
+    const host = new ProviderHost({
+      issuer,
+      db,
+      keys: kernel.keys,
+      accounts,
+      cookieKeys: async () => [await sharedSecret(db, 'oidc-cookie-key', () => randomBytes(32).toString('base64url'))],
+      accessTokenTtl: config.accessTokenTtlSeconds,
+      refreshTokenTtl: config.oidcRefreshTokenTtlSeconds,
+      sessionTtl: config.oidcSessionTtlSeconds,
+      proxy: config.trustProxy !== false,
+      logger: kernel.logger,
+      onTokenReuse: (reuse) => {
+        identity.recordTokenReuse(reuse).catch((err: unknown) => kernel.logger.error({ err }, 'recording a token reuse failed'));
+      },
+    });
+    let timer: NodeJS.Timeout | undefined;
+    return {
+      api: { clients, issuer },
+      routes: identityRoutes(host, issuerPath, clients, identity),
+      start: async () => {
+        await host.provider();
+        timer = setInterval(() => {
+          deleteExpiredPayloads(db).catch((err: unknown) => kernel.logger.error({ err }, 'deleting expired OpenID Connect state failed'));
+        }, 3_600_000);
+        timer.unref();
+      },
+      stop: async () => {
+        if (timer) clearInterval(timer);
+      },
+    };
+  },
+});

@@ -1,0 +1,54 @@
+import type { Migration } from '../../platform/db/migrate.ts';
+
+export const migrations: Migration[] = [
+  {
+    name: '0001_oidc',
+    sql: `
+      create schema identity;
+
+      -- The OpenID Connect provider's state (sessions, interactions, grants, codes, refresh
+      -- and opaque access tokens), one row per object, as its adapter interface wants.
+      create table identity.oidc_payloads (
+        model text not null,
+        id text not null,
+        payload jsonb not null,
+        grant_id text,
+        uid text,
+        user_code text,
+        expires_at timestamptz,
+        consumed_at timestamptz,
+        primary key (model, id)
+      );
+      create index oidc_payloads_grant on identity.oidc_payloads (grant_id) where grant_id is not null;
+      create index oidc_payloads_uid on identity.oidc_payloads (uid) where uid is not null;
+      create index oidc_payloads_user_code on identity.oidc_payloads (user_code) where user_code is not null;
+      create index oidc_payloads_expiry on identity.oidc_payloads (expires_at) where expires_at is not null;
+
+      -- Registered OAuth2 clients. A confidential client's secret is kept as a SHA-256 hash
+      -- (it is 256 random bits, so a slow hash adds nothing); a public client has none.
+      create table identity.clients (
+        id text primary key,
+        name text not null,
+        secret_hash text,
+        token_endpoint_auth_method text not null
+          check (token_endpoint_auth_method in ('client_secret_basic', 'client_secret_post', 'none')),
+        grant_types jsonb not null,
+        redirect_uris jsonb not null default '[]',
+        post_logout_redirect_uris jsonb not null default '[]',
+        scope text not null,
+        status text not null default 'active' check (status in ('active', 'disabled')),
+        created_at timestamptz not null default now(),
+        updated_at timestamptz not null default now(),
+        constraint clients_public_have_no_secret check ((token_endpoint_auth_method = 'none') = (secret_hash is null))
+      );
+
+      -- Secrets the provider needs shared by every process (the cookie signing keys),
+      -- generated on first start.
+      create table identity.secrets (
+        name text primary key,
+        value text not null,
+        created_at timestamptz not null default now()
+      );
+    `,
+  },
+];

@@ -1,0 +1,253 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Kysely } from 'kysely';
+import Provider, { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import type { Logger } from 'pino';
+import type { KeyStore } from '../../platform/auth/keys.ts';
+import { ACCESS_TOKEN_AUDIENCE } from '../../platform/auth/tokens.ts';
+import type { Accounts } from './accounts.ts';
+import { clientSecretMatches } from './clients.ts';
+import { adapterFactory } from './oidc-adapter.ts';
+import { messagePage, signOutPage } from './pages.ts';
+import { ACR, API_RESOURCE, API_SCOPE_METADATA, apiScopes, OIDC_SCOPES } from './scopes.ts';
+import type { IdentityTables } from './store.ts';
+
+/** Where the provider sends the browser to sign in; the sign-in routes serve it. */
+export const SIGN_IN_PATH = '/sign-in';
+
+/** The longest an access token may live, whatever ACCESS_TOKEN_TTL_SECONDS says (the issue's 15 minutes). */
+export const MAX_ACCESS_TOKEN_TTL = 900;
+
+export interface TokenReuse {
+  readonly token: 'refresh_token' | 'authorization_code';
+  readonly clientId: string;
+  readonly grantId: string | null;
+  readonly accountId: string | null;
+  readonly requestId: string | null;
+  readonly sourceIp: string | null;
+}
+
+export interface ProviderOptions {
+  readonly issuer: string;
+  readonly db: Kysely<IdentityTables>;
+  readonly keys: KeyStore;
+  readonly accounts: Accounts;
+  /** Keys that sign the provider's cookies, the same in every process. */
+  readonly cookieKeys: () => Promise<string[]>;
+  readonly accessTokenTtl: number;
+  readonly refreshTokenTtl: number;
+  readonly sessionTtl: number;
+  /** Trust X-Forwarded-* (the platform's TRUST_PROXY). */
+  readonly proxy: boolean;
+  readonly logger: Logger;
+  readonly onTokenReuse: (reuse: TokenReuse) => void;
+}
+
+const page = (ctx: KoaContextWithOIDC, built: { html: string; headers: Readonly<Record<string, string>> }) => {
+  ctx.set(built.headers);
+  ctx.body = built.html;
+};
+
+function configuration(options: ProviderOptions, jwks: Configuration['jwks'], cookieKeys: string[]): Configuration {
+  const { accounts } = options;
+  const accessTokenTtl = Math.min(options.accessTokenTtl, MAX_ACCESS_TOKEN_TTL);
+  return {
+    adapter: adapterFactory(options.db),
+    jwks,
+    cookies: { keys: cookieKeys },
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'none'],
+    extraClientMetadata: { properties: [API_SCOPE_METADATA] },
+    clientDefaults: { id_token_signed_response_alg: 'ES256', grant_types: ['authorization_code'], response_types: ['code'], token_endpoint_auth_method: 'client_secret_basic' },
+    // The platform's keys are ES256; no HMAC anywhere (client secrets are stored hashed, so they cannot be MAC keys).
+    enabledJWA: {
+      idTokenSigningAlgValues: ['ES256'],
+      userinfoSigningAlgValues: ['ES256'],
+      introspectionSigningAlgValues: ['ES256'],
+      authorizationSigningAlgValues: ['ES256'],
+      requestObjectSigningAlgValues: ['ES256'],
+      clientAuthSigningAlgValues: ['ES256'],
+    },
+    // The authorization-code flow only: no implicit or hybrid tokens in the front channel.
+    responseTypes: ['code'],
+    scopes: [...OIDC_SCOPES],
+    claims: {
+      openid: ['sub'],
+      email: ['email', 'email_verified'],
+      profile: ['preferred_username', 'updated_at'],
+      acr: null,
+      amr: null,
+      auth_time: null,
+      sid: null,
+    },
+    acrValues: [ACR.password],
+    pkce: { required: () => true },
+    rotateRefreshToken: true,
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: { enabled: true },
+      revocation: { enabled: true },
+      userinfo: { enabled: true },
+      // A DPoP-bound token would reach the API's bearer check unbound: off until the API verifies proofs.
+      dPoP: { enabled: false },
+      rpInitiatedLogout: {
+        enabled: true,
+        logoutSource: async (ctx, form) => page(ctx, signOutPage(form, ctx.host)),
+        postLogoutSuccessSource: async (ctx) => page(ctx, messagePage('Signed out', 'You have signed out. You can close this page.')),
+      },
+      resourceIndicators: {
+        enabled: true,
+        // Clients need not know resource indicators: what they ask for is for the Pitboss API.
+        defaultResource: async () => API_RESOURCE,
+        // A token request that names no scopes gets the API token it was granted; naming
+        // `scope=openid ...` on a refresh gets an access token for the userinfo endpoint.
+        useGrantedResource: async (ctx) => ctx.oidc.params?.scope === undefined,
+        getResourceServerInfo: async (_ctx, indicator, client) => {
+          if (indicator !== API_RESOURCE) throw new errors.InvalidTarget(`unknown resource indicator; use ${API_RESOURCE}`);
+          return {
+            scope: typeof client[API_SCOPE_METADATA] === 'string' ? client[API_SCOPE_METADATA] : '',
+            audience: ACCESS_TOKEN_AUDIENCE,
+            accessTokenTTL: accessTokenTtl,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'ES256' } },
+          };
+        },
+      },
+    },
+    // The claims every resource server's TokenService reads: who (kind, and permissions
+    // for staff and services) and how they authenticated (auth_time, acr, amr).
+    extraTokenClaims: async (ctx, token) => {
+      if (token.kind === 'ClientCredentials') {
+        return {
+          kind: 'service',
+          perm: apiScopes(token.scope),
+          auth_time: token.iat ?? Math.floor(Date.now() / 1000),
+          acr: ACR.client,
+          amr: [ctx.oidc.client?.clientAuthMethod ?? 'client_secret_basic'],
+        };
+      }
+      const source = ctx.oidc.entities.AuthorizationCode ?? ctx.oidc.entities.RefreshToken;
+      return { kind: 'player', auth_time: source?.authTime, acr: source?.acr, amr: source?.amr };
+    },
+    findAccount: async (_ctx, sub) => {
+      const account = await accounts.find(sub);
+      if (!account) return undefined;
+      return { accountId: account.id, claims: async () => ({ sub: account.id, ...account.claims }) };
+    },
+    // Every registered client is the casino's own (first party), registered by staff with
+    // its scopes: what it asks for within them is granted without a consent screen.
+    loadExistingGrant: async (ctx) => {
+      const { client, session, account, provider } = ctx.oidc;
+      if (!client || !session || !account) return undefined;
+      const grantId = ctx.oidc.result?.consent?.grantId ?? session.grantIdFor(client.clientId);
+      let grant = grantId ? await provider.Grant.find(grantId) : undefined;
+      if (grant && (grant.accountId !== account.accountId || grant.clientId !== client.clientId)) grant = undefined;
+      grant ??= new provider.Grant({ clientId: client.clientId, accountId: account.accountId });
+      grant.addOIDCScope([...ctx.oidc.requestParamOIDCScopes].join(' '));
+      for (const [indicator, server] of Object.entries(ctx.oidc.resourceServers ?? {})) {
+        const allowed = new Set(server.scope.split(' '));
+        const asked = [...ctx.oidc.requestParamScopes].filter((s) => allowed.has(s));
+        if (asked.length > 0) grant.addResourceScope(indicator, asked.join(' '));
+      }
+      await grant.save();
+      return grant;
+    },
+    interactions: { url: async (_ctx, interaction) => `${SIGN_IN_PATH}/${interaction.uid}` },
+    renderError: async (ctx, out) => {
+      page(ctx, messagePage('Sign-in failed', `${out.error}${out.error_description ? `: ${out.error_description}` : ''}. Go back to the app and try again.`));
+    },
+    ttl: {
+      AccessToken: accessTokenTtl,
+      ClientCredentials: accessTokenTtl,
+      AuthorizationCode: 60,
+      IdToken: 3600,
+      Interaction: 1800,
+      Session: options.sessionTtl,
+      // A refresh token family lives OIDC_REFRESH_TOKEN_TTL_SECONDS from sign-in: rotation
+      // does not extend it.
+      RefreshToken: (ctx) => ctx?.oidc.entities.RotatedRefreshToken?.remainingTTL ?? options.refreshTokenTtl,
+      // A grant outlives every refresh token family started during its session.
+      Grant: options.refreshTokenTtl + options.sessionTtl,
+    },
+  };
+}
+
+/** Builds a provider signing with the platform's current keys. */
+async function build(options: ProviderOptions): Promise<Provider> {
+  const jwks = await options.keys.signingJwks();
+  const provider = new Provider(options.issuer, configuration(options, { keys: jwks }, await options.cookieKeys()));
+  provider.proxy = options.proxy;
+  // Client secrets are stored as SHA-256 hashes; the provider compares what the client presents against the hash.
+  provider.Client.prototype.compareClientSecret = async function compareClientSecret(this: { clientSecret?: string }, actual: string) {
+    return clientSecretMatches(this.clientSecret, actual);
+  };
+  provider.on('grant.error', (ctx: KoaContextWithOIDC, error: { error_detail?: string }) => {
+    const detail = error.error_detail ?? '';
+    const reused = /refresh token already used|RefreshToken already used/.test(detail)
+      ? 'refresh_token'
+      : /authorization code already consumed|AuthorizationCode already used/.test(detail)
+        ? 'authorization_code'
+        : undefined;
+    if (!reused || !ctx.oidc.client) return;
+    const token = ctx.oidc.entities.RefreshToken;
+    options.onTokenReuse({
+      token: reused,
+      clientId: ctx.oidc.client.clientId,
+      grantId: token?.grantId ?? null,
+      accountId: token?.accountId ?? null,
+      requestId: (ctx.req as IncomingMessage & { id?: string }).id ?? null,
+      sourceIp: ctx.ip,
+    });
+  });
+  provider.on('server_error', (_ctx: KoaContextWithOIDC, err: Error) => options.logger.error({ err }, 'OpenID Connect provider error'));
+  return provider;
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+
+/**
+ * The provider, rebuilt when the platform's keys change: it takes its key set at
+ * construction, while the key store rotates. The rebuilt provider signs with the new
+ * key and still publishes the retired ones until their tokens expire. All its state is
+ * in the database, so a rebuild loses nothing.
+ */
+export class ProviderHost {
+  readonly #options: ProviderOptions;
+  #current: { provider: Provider; handler: Handler; keys: string } | undefined;
+  #building: Promise<{ provider: Provider; handler: Handler; keys: string }> | undefined;
+
+  constructor(options: ProviderOptions) {
+    this.#options = options;
+  }
+
+  // Both key store calls are answered from memory almost always (the current key until
+  // it retires, the published set for ten seconds), so every request can ask.
+  async #instance() {
+    const signing = await this.#options.keys.signingKey();
+    const published = await this.#options.keys.jwks();
+    const keys = [signing.kid, ...published.keys.map((k) => String(k.kid))].join(' ');
+    if (this.#current?.keys === keys) return this.#current;
+    this.#building ??= build(this.#options)
+      .then((provider) => {
+        this.#current = { provider, handler: provider.callback(), keys };
+        return this.#current;
+      })
+      .finally(() => {
+        this.#building = undefined;
+      });
+    return this.#building;
+  }
+
+  async provider(): Promise<Provider> {
+    return (await this.#instance()).provider;
+  }
+
+  /** Connect-style middleware for @fastify/middie. */
+  middleware(): (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void {
+    return (req, res, next) => {
+      // Koa answers its own errors; a failure here is building the provider (the database).
+      this.#instance()
+        .then(({ handler }) => handler(req, res))
+        .catch((err: unknown) => next(err));
+    };
+  }
+}

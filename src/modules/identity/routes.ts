@@ -1,0 +1,147 @@
+import middie from '@fastify/middie';
+import { Type } from 'typebox';
+import { contextOf, requirePermission } from '../../platform/http/auth.ts';
+import { decodeCursor, encodeCursor, Page, PageQuery, problems } from '../../platform/http/schemas.ts';
+import type { HttpApp } from '../../platform/http/types.ts';
+import { GRANT_TYPES, PERMISSIONS, type ClientService } from './clients.ts';
+import type { ProviderHost } from './provider.ts';
+import type { IdentityService } from './service.ts';
+import { signInRoutes } from './sign-in-routes.ts';
+
+const tags = ['identity'];
+const bearer = [{ bearer: [] }];
+
+const Client = Type.Object(
+  {
+    clientId: Type.String(),
+    name: Type.String(),
+    tokenEndpointAuthMethod: Type.Enum(['client_secret_basic', 'client_secret_post', 'none'], { description: '`none`: a public client (no secret, PKCE only).' }),
+    grantTypes: Type.Array(Type.String()),
+    redirectUris: Type.Array(Type.String()),
+    postLogoutRedirectUris: Type.Array(Type.String()),
+    scope: Type.String(),
+    status: Type.Enum(['active', 'disabled']),
+    createdAt: Type.String({ format: 'date-time' }),
+    updatedAt: Type.String({ format: 'date-time' }),
+  },
+  { $id: 'OAuthClient' },
+);
+
+const NewClient = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 100 }),
+    grantTypes: Type.Array(Type.Enum(GRANT_TYPES), { minItems: 1, maxItems: 3, uniqueItems: true }),
+    public: Type.Optional(Type.Boolean({ description: 'A browser or mobile app: no secret; PKCE protects its codes.' })),
+    redirectUris: Type.Optional(Type.Array(Type.String({ maxLength: 2000 }), { maxItems: 20 })),
+    postLogoutRedirectUris: Type.Optional(Type.Array(Type.String({ maxLength: 2000 }), { maxItems: 20 })),
+    scope: Type.Optional(
+      Type.String({
+        maxLength: 2000,
+        description: 'Space-separated. Default for sign-in clients: "openid offline_access profile email api". For client credentials: the permissions the service gets (you must hold them).',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const ClientId = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100 }) });
+
+/**
+ * The identity module's HTTP surface: the OpenID Connect provider under its issuer's
+ * path (through middie), the hosted sign-in page, and the client registry.
+ */
+export function identityRoutes(host: ProviderHost, issuerPath: string, clients: ClientService, identity: IdentityService) {
+  return async (app: HttpApp): Promise<void> => {
+    app.addSchema(Client);
+
+    // The provider is a Koa app: middie runs it in this scope's onRequest hook, before
+    // Fastify parses anything, for the routes below. They exist only so that requests
+    // under the issuer path reach this scope; the provider answers every one of them.
+    await app.register(middie);
+    app.use(issuerPath, host.middleware());
+    const delegated = { schema: { hide: true }, config: { ownAuthorization: true } };
+    const unreachable = async () => {
+      throw new Error('the OpenID Connect provider did not answer');
+    };
+    app.all(issuerPath, delegated, unreachable);
+    app.all(`${issuerPath}/*`, delegated, unreachable);
+
+    await app.register(signInRoutes(host, identity));
+
+    app.post(
+      '/v1/identity/clients',
+      {
+        preHandler: requirePermission(PERMISSIONS.manageClients),
+        schema: {
+          tags,
+          summary: 'Register an OAuth2 client (staff with identity.clients.manage). The secret is shown once.',
+          description:
+            'A confidential client authenticates with client_secret_basic; a public one (`public: true`) has no secret. PKCE is required of every client. A service (client_credentials) gets its scopes as permissions, and only permissions its creator holds.',
+          security: bearer,
+          body: NewClient,
+          response: {
+            201: Type.Object({ client: Type.Ref('OAuthClient'), clientSecret: Type.Optional(Type.String({ description: 'Only in this response.' })) }),
+            ...problems(400, 401, 403),
+          },
+        },
+      },
+      async (request, reply) => {
+        const created = await clients.create(contextOf(request), request.body);
+        return reply.code(201).header('location', `/v1/identity/clients/${created.client.clientId}`).send(created);
+      },
+    );
+
+    app.get(
+      '/v1/identity/clients',
+      {
+        preHandler: requirePermission(PERMISSIONS.readClients),
+        schema: { tags, summary: 'List OAuth2 clients, newest first.', security: bearer, querystring: Type.Object(PageQuery), response: { 200: Page(Type.Ref('OAuthClient')), ...problems(400, 401, 403) } },
+      },
+      async (request) => {
+        const limit = request.query.limit ?? 50;
+        const items = await clients.list(contextOf(request), { limit, before: request.query.cursor ? decodeCursor(request.query.cursor) : undefined });
+        return { items, nextCursor: items.length === limit ? encodeCursor(items[items.length - 1]!.clientId) : null };
+      },
+    );
+
+    app.get(
+      '/v1/identity/clients/:id',
+      {
+        preHandler: requirePermission(PERMISSIONS.readClients),
+        schema: { tags, summary: 'One OAuth2 client (never its secret).', security: bearer, params: ClientId, response: { 200: Type.Ref('OAuthClient'), ...problems(401, 403, 404) } },
+      },
+      async (request) => clients.get(contextOf(request), request.params.id),
+    );
+
+    app.patch(
+      '/v1/identity/clients/:id',
+      {
+        preHandler: requirePermission(PERMISSIONS.manageClients),
+        schema: {
+          tags,
+          summary: 'Disable or re-enable a client. A disabled client gets no tokens and its refresh tokens stop working.',
+          security: bearer,
+          params: ClientId,
+          body: Type.Object({ status: Type.Enum(['active', 'disabled']) }, { additionalProperties: false }),
+          response: { 200: Type.Ref('OAuthClient'), ...problems(400, 401, 403, 404, 409) },
+        },
+      },
+      async (request) => clients.setStatus(contextOf(request), request.params.id, request.body.status),
+    );
+
+    app.post(
+      '/v1/identity/clients/:id/secret',
+      {
+        preHandler: requirePermission(PERMISSIONS.manageClients),
+        schema: {
+          tags,
+          summary: "Rotate a confidential client's secret; the old one stops working at once.",
+          security: bearer,
+          params: ClientId,
+          response: { 200: Type.Object({ clientId: Type.String(), clientSecret: Type.String() }), ...problems(401, 403, 404, 409) },
+        },
+      },
+      async (request) => clients.rotateSecret(contextOf(request), request.params.id),
+    );
+  };
+}

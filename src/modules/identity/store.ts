@@ -1,0 +1,151 @@
+import type { Kysely, Transaction } from 'kysely';
+
+export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'none';
+export type ClientStatus = 'active' | 'disabled';
+
+export interface ClientTable {
+  id: string;
+  name: string;
+  secret_hash: string | null;
+  token_endpoint_auth_method: ClientAuthMethod;
+  grant_types: string[] | string;
+  redirect_uris: string[] | string;
+  post_logout_redirect_uris: string[] | string;
+  scope: string;
+  status: ClientStatus;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export interface OidcPayloadTable {
+  model: string;
+  id: string;
+  payload: Record<string, unknown> | string;
+  grant_id: string | null;
+  uid: string | null;
+  user_code: string | null;
+  expires_at: Date | null;
+  consumed_at: Date | null;
+}
+
+export type IdentityTables = {
+  'identity.clients': ClientTable;
+  'identity.oidc_payloads': OidcPayloadTable;
+  'identity.secrets': { name: string; value: string; created_at: Date };
+};
+
+type Executor = Kysely<IdentityTables> | Transaction<IdentityTables>;
+
+/** A registered client as the rest of the system sees it: never its secret. */
+export interface ClientRecord {
+  clientId: string;
+  name: string;
+  /** `none` for a public client (a browser or mobile app), which has no secret and must use PKCE. */
+  tokenEndpointAuthMethod: ClientAuthMethod;
+  grantTypes: string[];
+  redirectUris: string[];
+  postLogoutRedirectUris: string[];
+  scope: string;
+  status: ClientStatus;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** What the OpenID Connect provider needs of a client, the secret hash included. */
+export interface ClientCredentialsRecord extends ClientRecord {
+  secretHash: string | null;
+}
+
+const list = (value: string[] | string): string[] => (typeof value === 'string' ? (JSON.parse(value) as string[]) : value);
+
+function toRecord(row: ClientTable): ClientCredentialsRecord {
+  return {
+    clientId: row.id,
+    name: row.name,
+    tokenEndpointAuthMethod: row.token_endpoint_auth_method,
+    grantTypes: list(row.grant_types),
+    redirectUris: list(row.redirect_uris),
+    postLogoutRedirectUris: list(row.post_logout_redirect_uris),
+    scope: row.scope,
+    status: row.status,
+    secretHash: row.secret_hash,
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+  };
+}
+
+export const withoutSecret = ({ secretHash: _secretHash, ...client }: ClientCredentialsRecord): ClientRecord => client;
+
+export interface NewClientRow {
+  id: string;
+  name: string;
+  secretHash: string | null;
+  tokenEndpointAuthMethod: ClientAuthMethod;
+  grantTypes: readonly string[];
+  redirectUris: readonly string[];
+  postLogoutRedirectUris: readonly string[];
+  scope: string;
+}
+
+export async function insertClient(db: Executor, c: NewClientRow): Promise<ClientCredentialsRecord> {
+  const now = new Date();
+  const row = await db
+    .insertInto('identity.clients')
+    .values({
+      id: c.id,
+      name: c.name,
+      secret_hash: c.secretHash,
+      token_endpoint_auth_method: c.tokenEndpointAuthMethod,
+      grant_types: JSON.stringify(c.grantTypes),
+      redirect_uris: JSON.stringify(c.redirectUris),
+      post_logout_redirect_uris: JSON.stringify(c.postLogoutRedirectUris),
+      scope: c.scope,
+      status: 'active',
+      created_at: now,
+      updated_at: now,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  return toRecord(row);
+}
+
+export async function findClient(db: Executor, id: string): Promise<ClientCredentialsRecord | undefined> {
+  const row = await db.selectFrom('identity.clients').selectAll().where('id', '=', id).executeTakeFirst();
+  return row ? toRecord(row) : undefined;
+}
+
+export async function listClients(db: Executor, page: { before?: string; limit: number }): Promise<ClientCredentialsRecord[]> {
+  let q = db.selectFrom('identity.clients').selectAll();
+  if (page.before) q = q.where('id', '<', page.before);
+  const rows = await q.orderBy('id', 'desc').limit(page.limit).execute();
+  return rows.map(toRecord);
+}
+
+export async function updateClient(
+  db: Executor,
+  id: string,
+  change: { status?: ClientStatus; secretHash?: string },
+): Promise<ClientCredentialsRecord | undefined> {
+  const row = await db
+    .updateTable('identity.clients')
+    .set({
+      ...(change.status ? { status: change.status } : {}),
+      ...(change.secretHash ? { secret_hash: change.secretHash } : {}),
+      updated_at: new Date(),
+    })
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirst();
+  return row ? toRecord(row) : undefined;
+}
+
+/** A secret shared by every process, created by the first one that asks for it. */
+export async function sharedSecret(db: Executor, name: string, create: () => string): Promise<string> {
+  await db
+    .insertInto('identity.secrets')
+    .values({ name, value: create(), created_at: new Date() })
+    .onConflict((oc) => oc.column('name').doNothing())
+    .execute();
+  const row = await db.selectFrom('identity.secrets').select('value').where('name', '=', name).executeTakeFirstOrThrow();
+  return row.value;
+}
