@@ -44,9 +44,10 @@ export interface EngineOptions {
   observe?: (size: number, seconds: number) => void;
 }
 
-export class IdempotencyConflict extends Error {
+/** Another transaction answered one of this batch's keys first: the batch runs again and replays it. */
+export class ConcurrentDuplicate extends Error {
   constructor() {
-    super('The idempotency key was used with a different request.');
+    super('a key of this batch was answered concurrently');
   }
 }
 
@@ -139,9 +140,11 @@ export class LedgerEngine {
         if (events > 0) this.#opts.onEvents();
         return results;
       } catch (error) {
-        // A deadlock or serialization failure (with another process's batch) is retried as it is.
+        // A deadlock or serialization failure (with another process's batch), or a key
+        // answered concurrently, is retried as it is.
         const code = (error as { code?: string }).code;
-        if (attempt >= 3 || (code !== '40P01' && code !== '40001')) throw error;
+        const retryable = error instanceof ConcurrentDuplicate || code === '40P01' || code === '40001';
+        if (attempt >= 5 || !retryable) throw error;
         this.#opts.logger.warn({ code, attempt, size: commands.length }, 'ledger batch conflicted; retrying');
       }
     }
@@ -172,30 +175,24 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
   const real = (key: AccountKey): AccountKey => (key.holder === HOUSE ? { ...key, holder: house } : key);
   const results = commands.map((): CommandResult | undefined => undefined);
 
-  // 1. Claim every idempotency key, in a fixed order (so two batches cannot deadlock).
-  //    A key another transaction holds makes this wait for it; then it is a replay.
+  // 1. Keys already answered: a replay gets the stored answer, the same key with another
+  //    payload is refused, a key a rollback closed refuses its late bet. New keys are
+  //    written with their answers at the end; if another transaction wrote one of them
+  //    first (a concurrent duplicate), the insert finds it and the whole batch runs again,
+  //    meeting it here as a replay.
   const firstIndex = new Map<string, number>();
-  const claims: { scope: string; key: string; hash: string; player: string }[] = [];
+  const keys: { scope: string; key: string }[] = [];
   commands.forEach((c, i) => {
     const id = `${c.idempotency.scope}\u0000${c.idempotency.key}`;
     if (!firstIndex.has(id)) {
       firstIndex.set(id, i);
-      claims.push({ scope: c.idempotency.scope, key: c.idempotency.key, hash: c.idempotency.requestHash, player: c.playerId });
+      keys.push({ scope: c.idempotency.scope, key: c.idempotency.key });
     }
   });
-  claims.sort((a, b) => (a.scope === b.scope ? (a.key < b.key ? -1 : a.key > b.key ? 1 : 0) : a.scope < b.scope ? -1 : 1));
-  const claimed = await sql<{ scope: string; key: string }>`
-    insert into wallet.idempotency (scope, key, request_hash, player_id)
-    select s, k, h, p from unnest(${claims.map((c) => c.scope)}::text[], ${claims.map((c) => c.key)}::text[], ${claims.map((c) => c.hash)}::text[], ${claims.map((c) => c.player)}::uuid[]) with ordinality as t(s, k, h, p, o)
-    order by o
-    on conflict (scope, key) do nothing
-    returning scope, key`.execute(trx);
-  const mine = new Set(claimed.rows.map((r) => `${r.scope}\u0000${r.key}`));
-  const taken = claims.filter((c) => !mine.has(`${c.scope}\u0000${c.key}`));
-  if (taken.length > 0) {
-    const stored = await sql<{ scope: string; key: string; request_hash: string; outcome: Outcome | null }>`
-      select scope, key, request_hash, outcome from wallet.idempotency
-      where (scope, key) in (select * from unnest(${taken.map((c) => c.scope)}::text[], ${taken.map((c) => c.key)}::text[]))`.execute(trx);
+  const stored = await sql<{ scope: string; key: string; request_hash: string; outcome: Outcome | null }>`
+    select scope, key, request_hash, outcome from wallet.idempotency
+    where (scope, key) in (select * from unnest(${keys.map((c) => c.scope)}::text[], ${keys.map((c) => c.key)}::text[]))`.execute(trx);
+  if (stored.rows.length > 0) {
     const byId = new Map(stored.rows.map((r) => [`${r.scope}\u0000${r.key}`, r]));
     commands.forEach((c, i) => {
       const row = byId.get(`${c.idempotency.scope}\u0000${c.idempotency.key}`);
@@ -203,7 +200,8 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
       if (row.request_hash === TOMBSTONE && row.outcome) results[i] = { outcome: row.outcome, replayed: true };
       else if (row.request_hash !== c.idempotency.requestHash) results[i] = { outcome: { ok: false, code: 'IDEMPOTENCY_KEY_REUSED' }, replayed: false };
       else if (row.outcome) results[i] = { outcome: row.outcome, replayed: true };
-      else throw new Error(`idempotency key ${row.scope}/${row.key} has no outcome`);
+      // A claim without an answer is an HTTP request in progress (idempotency.ts), not a ledger key.
+      else results[i] = { outcome: { ok: false, code: 'IDEMPOTENCY_KEY_REUSED', detail: 'a request with this key is in progress' }, replayed: false };
     });
   }
   // Commands whose key is claimed by this batch run once; later duplicates in the
@@ -216,27 +214,6 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
     if (first === i) active.push(i);
     else duplicates.push(i);
   });
-
-  // 1b. A command that may close another key (a rollback whose bet has not arrived)
-  //     claims that key now, before any account is locked: a batch still writing the bet
-  //     commits first (and the bet is then found), or the late bet waits for this batch
-  //     and meets the tombstone. Claimed after the account locks, the two deadlock.
-  const closing = new Map<string, { scope: string; key: string; player: string; outcome: Outcome }>();
-  for (const i of active) {
-    const close = commands[i]!.closes;
-    if (close) closing.set(`${close.scope}\u0000${close.key}`, { ...close, player: commands[i]!.playerId });
-  }
-  const preclosed = new Set<string>();
-  if (closing.size > 0) {
-    const list = [...closing.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, v]) => v);
-    const inserted = await sql<{ scope: string; key: string }>`
-      insert into wallet.idempotency (scope, key, request_hash, player_id, outcome)
-      select s, k, ${TOMBSTONE}, p, o from unnest(${list.map((t) => t.scope)}::text[], ${list.map((t) => t.key)}::text[], ${list.map((t) => t.player)}::uuid[], ${list.map((t) => JSON.stringify(t.outcome))}::jsonb[]) with ordinality as t(s, k, p, o, n)
-      order by n
-      on conflict (scope, key) do nothing
-      returning scope, key`.execute(trx);
-    for (const r of inserted.rows) preclosed.add(`${r.scope}\u0000${r.key}`);
-  }
 
   // 2. Load and lock the accounts, in key order. Missing ones are created first.
   const wanted = new Map<string, AccountKey & { kind: 'player' | 'house' }>();
@@ -429,12 +406,6 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
     outcomes.push({ scope: c.idempotency.scope, key: c.idempotency.key, outcome });
     results[i] = { outcome, replayed: false };
   }
-  // A closing key this batch claimed but did not need (the bet was found under another key) is given back.
-  const unneeded = [...preclosed].filter((id) => !tombstones.some((t) => `${t.scope}\u0000${t.key}` === id)).map((id) => closing.get(id)!);
-  if (unneeded.length > 0) {
-    await sql`delete from wallet.idempotency where request_hash = ${TOMBSTONE}
-      and (scope, key) in (select * from unnest(${unneeded.map((t) => t.scope)}::text[], ${unneeded.map((t) => t.key)}::text[]))`.execute(trx);
-  }
   for (const i of duplicates) {
     const c = commands[i]!;
     const first = firstIndex.get(`${c.idempotency.scope}\u0000${c.idempotency.key}`)!;
@@ -452,7 +423,14 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
   //    batch's transactions, postings, balances and answers land together.
   if (txRows.length > 0 || outcomes.length > 0) {
     const changed = [...touched].map((id) => accounts.get(id)!);
-    await sql`
+    // Sorted, so two batches inserting overlapping keys wait for each other in one order.
+    const answers = outcomes
+      .map((o) => ({ ...o, hash: o.tombstone ? TOMBSTONE : commands[firstIndex.get(`${o.scope}\u0000${o.key}`)!]!.idempotency.requestHash, player: commands[firstIndex.get(`${o.scope}\u0000${o.key}`)!]!.playerId }))
+      .sort((x, y) => (x.scope === y.scope ? (x.key < y.key ? -1 : x.key > y.key ? 1 : 0) : x.scope < y.scope ? -1 : 1));
+    // A key this batch both closes and answers (a late bet in the same batch) is written once, as its answer.
+    const answered = new Set(answers.map((o) => `${o.scope}\u0000${o.key}`));
+    const closedKeys = tombstones.filter((t) => !answered.has(`${t.scope}\u0000${t.key}`));
+    const written = await sql<{ answered: number }>`
       with new_transactions as (
         insert into wallet.transactions (player_id, id, type, currency, amount, split, round_id, provider, external_ref, reference_id, idempotency_scope, idempotency_key, meta, created_at)
         select * from unnest(
@@ -474,20 +452,22 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
                     ${changed.map((st) => str(st.balance))}::int8[], ${changed.map((st) => str(st.lastSeq))}::int8[], ${changed.map((st) => st.lastHash)}::text[]) as v(holder, name, currency, b, s, h)
         where a.holder = v.holder and a.name = v.name and a.currency = v.currency
       ),
+      new_tombstones as (
+        insert into wallet.idempotency (scope, key, request_hash, player_id, outcome)
+        select * from unnest(${closedKeys.map((t) => t.scope)}::text[], ${closedKeys.map((t) => t.key)}::text[], ${closedKeys.map(() => TOMBSTONE)}::text[],
+                             ${closedKeys.map((t) => t.player)}::uuid[], ${closedKeys.map((t) => JSON.stringify(t.outcome))}::jsonb[])
+        on conflict (scope, key) do nothing
+      ),
       answers as (
-        update wallet.idempotency i set outcome = v.o, request_hash = coalesce(v.h, i.request_hash)
-        from unnest(${outcomes.map((o) => o.scope)}::text[], ${outcomes.map((o) => o.key)}::text[], ${outcomes.map((o) => JSON.stringify(o.outcome))}::jsonb[],
-                    ${outcomes.map((o) => (o.tombstone ? TOMBSTONE : null))}::text[]) as v(scope, key, o, h)
-        where i.scope = v.scope and i.key = v.key
+        insert into wallet.idempotency (scope, key, request_hash, player_id, outcome)
+        select s, k, h, p, o from unnest(${answers.map((o) => o.scope)}::text[], ${answers.map((o) => o.key)}::text[], ${answers.map((o) => o.hash)}::text[],
+                                         ${answers.map((o) => o.player)}::uuid[], ${answers.map((o) => JSON.stringify(o.outcome))}::jsonb[]) with ordinality as t(s, k, h, p, o, n)
+        order by n
+        on conflict (scope, key) do nothing
+        returning 1
       )
-      select 1`.execute(trx);
-  }
-  if (tombstones.length > 0) {
-    await sql`
-      insert into wallet.idempotency (scope, key, request_hash, player_id, outcome)
-      select * from unnest(${tombstones.map((t) => t.scope)}::text[], ${tombstones.map((t) => t.key)}::text[], ${tombstones.map(() => TOMBSTONE)}::text[],
-                           ${tombstones.map((t) => t.player)}::uuid[], ${tombstones.map((t) => JSON.stringify(t.outcome))}::jsonb[])
-      on conflict (scope, key) do nothing`.execute(trx);
+      select count(*)::int4 as answered from answers`.execute(trx);
+    if ((written.rows[0]?.answered ?? 0) < answers.length) throw new ConcurrentDuplicate();
   }
   if (events.length > 0) await writeToOutbox(trx, events);
   return { results: results as CommandResult[], events: events.length };

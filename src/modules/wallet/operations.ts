@@ -205,7 +205,6 @@ export function rollback(input: RollbackInput): LedgerCommand {
     get tombstones() {
       return unknownBet ? [{ scope: input.idempotency.scope, key: input.betRef, outcome: refused }] : [];
     },
-    closes: { scope: input.idempotency.scope, key: input.betRef, outcome: refused },
     plan(ctx: PlanContext): Plan {
       const betTx: LedgerTransaction | undefined = ctx.byRef(input.playerId, input.provider, input.betRef);
       // A plan may run twice (a failed batch is retried command by command): decide afresh.

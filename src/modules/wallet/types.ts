@@ -111,11 +111,6 @@ export interface LedgerCommand {
   readonly refs?: readonly { provider: string; externalRef: string }[];
   /** Idempotency keys this command writes as refusals, e.g. the rolled-back bet a late bet must not pass. */
   readonly tombstones?: readonly { scope: string; key: string; outcome: Outcome }[];
-  /**
-   * The key this command may tombstone, claimed before any account is locked: a batch
-   * still writing that key (the bet) then commits first, or waits for this one.
-   */
-  readonly closes?: { readonly scope: string; readonly key: string; readonly outcome: Outcome };
   plan(ctx: PlanContext): Plan;
 }
 
