@@ -53,6 +53,7 @@ export const walletModule = defineModule<WalletApi>({
       },
       start: async () => {
         await wallet.start();
+        if (kernel.config.paymentsSandbox) await payments.resume('sandbox');
         let lastOk = Number.NaN;
         kernel.metrics.gauge('pitboss_ledger_check_ok', 'Result of the last ledger consistency check (1 ok, 0 problems, NaN not run yet).', async () => lastOk);
         if (kernel.config.ledgerVerifySeconds > 0) {

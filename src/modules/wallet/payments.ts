@@ -131,6 +131,28 @@ export class Payments {
     this.#providers.set(provider.name, provider);
   }
 
+  /**
+   * Hands payments still waiting on a provider back to it after a restart: the sandbox
+   * keeps its pending work in memory, so without this a deposit started just before a
+   * crash would stay pending for ever. (Real providers call back on their own.)
+   */
+  async resume(providerName: string): Promise<number> {
+    const provider = this.#providers.get(providerName);
+    if (!provider) return 0;
+    const open = await this.#wallet.db
+      .selectFrom('wallet.payments')
+      .selectAll()
+      .where('provider', '=', providerName)
+      .where((eb) => eb.or([eb.and([eb('kind', '=', 'deposit'), eb('status', '=', 'pending')]), eb.and([eb('kind', '=', 'withdrawal'), eb('status', '=', 'approved')])]))
+      .execute();
+    for (const row of open) {
+      const payment = view(row);
+      if (payment.kind === 'deposit') await provider.startDeposit(payment);
+      else await provider.startPayout(payment);
+    }
+    return open.length;
+  }
+
   provider(name: string): PaymentProvider {
     const p = this.#providers.get(name);
     if (!p) throw platformErrors('NOT_FOUND', { detail: `No payment provider "${name}".` });

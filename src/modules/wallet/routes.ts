@@ -337,6 +337,7 @@ export function walletRoutes(wallet: WalletService, payments: Payments, adjustme
       async (playerId, b, key) => {
         await checkedPlayer(playerId, b.currency!);
         for (const w of [b.from!, b.to!]) if (!wallet.isWallet(w)) throw outcomeError({ ok: false, code: 'WALLET_UNKNOWN', detail: `No wallet type "${w}".` });
+        if (b.from === b.to) throw platformErrors('VALIDATION_FAILED', { errors: [{ field: '/body/to', code: 'SAME_WALLET', message: 'A transfer needs two different wallets.' }] });
         const amount = parsePositiveAmount(b.amount!, b.currency!);
         return transfer({ playerId, currency: b.currency!, amount, from: b.from!, to: b.to!, reason: b.reason!, idempotency: idempotency('transfer', `${playerId}:${key}`, b) });
       },

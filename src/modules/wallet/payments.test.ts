@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { registration, startTestApp, type TestApp } from '../../../test/support/app.ts';
+import { newId } from '../../platform/ids.ts';
+import { tablesOf } from '../../platform/db/database.ts';
+import type { WalletTables } from './store.ts';
+
+describe('sandbox payments after a restart', () => {
+  let app: TestApp;
+  before(async () => {
+    app = await startTestApp('pglite');
+  });
+  after(async () => app?.close());
+
+  // Regression: the sandbox keeps its pending callbacks in memory, so a deposit started
+  // just before a crash stayed pending for ever.
+  it('resume() hands open sandbox payments back to the sandbox, which settles them', async () => {
+    const player = (await app.server.app.inject({ method: 'POST', url: '/v1/players', payload: registration() })).json();
+    const db = tablesOf<WalletTables>(app.server.runtime.database.db);
+    const id = newId();
+    const now = new Date();
+    await db
+      .insertInto('wallet.payments')
+      .values({ player_id: player.id, id, kind: 'deposit', provider: 'sandbox', currency: 'EUR', amount: 4200n, status: 'pending', provider_ref: null, reason: null, created_at: now, updated_at: now })
+      .execute();
+    const resumed = await app.server.runtime.wallet.payments.resume('sandbox');
+    assert.equal(resumed, 1);
+    const deadline = Date.now() + 5000;
+    let status = 'pending';
+    while (status === 'pending' && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      status = (await db.selectFrom('wallet.payments').select('status').where('id', '=', id).executeTakeFirstOrThrow()).status;
+    }
+    assert.equal(status, 'completed');
+    const token = await app.playerToken(player.id);
+    const balance = await app.server.app.inject({ method: 'GET', url: `/v1/players/${player.id}/balance`, headers: { authorization: `Bearer ${token}` } });
+    assert.equal(balance.json().balances[0].wallets.real, '42.00');
+    assert.equal(await app.server.runtime.wallet.payments.resume('sandbox'), 0);
+  });
+
+  it('refuses a transfer from a wallet to itself', async () => {
+    const player = (await app.server.app.inject({ method: 'POST', url: '/v1/players', payload: registration() })).json();
+    const res = await app.server.app.inject({
+      method: 'POST',
+      url: `/v1/players/${player.id}/transfers`,
+      payload: { from: 'real', to: 'real', currency: 'EUR', amount: '1.00', reason: 'same wallet' },
+      headers: { authorization: `Bearer ${await app.staffToken(['admin'])}`, 'idempotency-key': `same-wallet-${player.id}` },
+    });
+    assert.equal(res.statusCode, 400);
+    assert.equal(res.json().errors[0].code, 'SAME_WALLET');
+  });
+});
