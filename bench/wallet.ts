@@ -7,7 +7,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import pg from 'pg';
-import { call, load, root, startServer, type LoadResult } from './lib.ts';
+import { call, fmt, load, root, startServer, type LoadResult } from './lib.ts';
 
 const adminUrl = process.env.TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const PLAYERS = Number(process.env.BENCH_PLAYERS ?? 200);
@@ -155,6 +155,13 @@ try {
   calls = 0;
   const paced = await paced_run(TARGET_RATE, 10, fire);
   const atRate = summarize(`fixed rate ~${TARGET_RATE} bets/s (10s)`, paced, betLatencies);
+
+  // Balance reads (REST, staff token), on their own and while bets keep coming.
+  const readBalance = async (i: number) => (await call(`${urls[i % urls.length]}/v1/players/${players[(i * 7919) % players.length]!.id}/balance`, 'GET', undefined, staff)).status === 200;
+  const balances = await load({ concurrency: 16, seconds: 5, next: readBalance });
+  console.log(`GET /v1/players/{id}/balance (16 callers, 5s): ${fmt(balances)}`);
+  const [underLoad] = await Promise.all([load({ concurrency: 8, seconds: 5, next: readBalance }), load({ concurrency: 32, seconds: 5, next: fire })]);
+  console.log(`GET balance while bets run (8 readers + 32 bettors, 5s): ${fmt(underLoad)}`);
 
   // pgbench -N against the same PostgreSQL server, with the same machine.
   await adminQuery(`create database ${pgbenchDb}`);
