@@ -1,3 +1,5 @@
+import { createServer } from 'node:net';
+
 // A browser without a browser: plain HTTP with a cookie jar (name, value and path;
 // no domains, every request goes to the one server under test) and manual redirects.
 // Enough to drive the hosted sign-in page until headless Chromium is installed.
@@ -12,10 +14,17 @@ export interface Hop {
   readonly status: number;
   readonly location: string | undefined;
   readonly body: string;
+  readonly headers: Readonly<Record<string, string>>;
 }
 
 export class Browser {
   readonly #jar = new Map<string, Cookie>();
+  readonly #headers: Readonly<Record<string, string>>;
+
+  /** `headers` go with every request (e.g. X-Forwarded-For to stand for another address). */
+  constructor(headers: Record<string, string> = {}) {
+    this.#headers = headers;
+  }
 
   #cookieHeader(url: URL): string {
     return [...this.#jar]
@@ -40,7 +49,7 @@ export class Browser {
   /** One request, no redirect followed. */
   async request(url: string, init: { method?: string; form?: Record<string, string> } = {}): Promise<Hop> {
     const target = new URL(url);
-    const headers: Record<string, string> = { accept: 'text/html' };
+    const headers: Record<string, string> = { ...this.#headers, accept: 'text/html' };
     const cookie = this.#cookieHeader(target);
     if (cookie) headers.cookie = cookie;
     let body: string | undefined;
@@ -51,7 +60,13 @@ export class Browser {
     const response = await fetch(target, { method: init.method ?? (init.form ? 'POST' : 'GET'), headers, body, redirect: 'manual' });
     this.#store(response, target);
     const location = response.headers.get('location') ?? undefined;
-    return { url: target.href, status: response.status, location: location ? new URL(location, target).href : undefined, body: await response.text() };
+    return {
+      url: target.href,
+      status: response.status,
+      location: location ? new URL(location, target).href : undefined,
+      body: await response.text(),
+      headers: Object.fromEntries(response.headers),
+    };
   }
 
   /** Follows redirects from `url` until one leaves for `stopAt` (returned, not fetched) or a page answers. */
@@ -78,4 +93,16 @@ export function field(html: string, name: string): string | undefined {
 /** The action of the first form in a page. */
 export function formAction(html: string): string | undefined {
   return /<form[^>]*action="([^"]+)"/.exec(html)?.[1]?.replace(/&amp;/g, '&');
+}
+
+/** A port nothing listens on now. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
 }

@@ -17,6 +17,19 @@ const SignInFailed = Type.Object({
   reason: Type.Enum(['invalid_credentials', 'account_not_allowed']),
 });
 
+const SignInLocked = Type.Object({
+  playerId: Type.Union([Type.String({ format: 'uuid' }), Type.Null()], { description: 'The account whose failure set the lock; null when the login or email names no account.' }),
+  clientId: Type.String(),
+  scope: Type.Enum(['account', 'source'], { description: '`account`: the login or email is locked; `source`: the source address is.' }),
+  failures: Type.Integer({ minimum: 1 }),
+  lockedUntil: Type.String({ format: 'date-time' }),
+});
+
+const MfaEnrolled = Type.Object({
+  playerId: Type.String({ format: 'uuid' }),
+  method: Type.Enum(['totp']),
+});
+
 const TokenReuseDetected = Type.Object({
   clientId: Type.String(),
   accountId: Type.Union([Type.String(), Type.Null()]),
@@ -28,6 +41,8 @@ declare module '../../platform/events/types.ts' {
   interface EventMap {
     'identity.sign_in.succeeded': Static<typeof SignInSucceeded>;
     'identity.sign_in.failed': Static<typeof SignInFailed>;
+    'identity.sign_in.locked': Static<typeof SignInLocked>;
+    'identity.mfa.enrolled': Static<typeof MfaEnrolled>;
     'identity.token.reuse_detected': Static<typeof TokenReuseDetected>;
   }
 }
@@ -38,6 +53,16 @@ export const events: EventCatalogue = {
     version: 1,
     description: 'A sign-in failed: unknown account or wrong password (`invalid_credentials`), or an account that may not sign in.',
     payload: SignInFailed,
+  },
+  'identity.sign_in.locked': {
+    version: 1,
+    description: 'Too many failed sign-ins: the login or email, or the source address, is locked out of the hosted sign-in page until `lockedUntil`.',
+    payload: SignInLocked,
+  },
+  'identity.mfa.enrolled': {
+    version: 1,
+    description: 'A player enabled a second factor (an authenticator app, confirmed with a first code); it is asked for at every sign-in from now on.',
+    payload: MfaEnrolled,
   },
   'identity.token.reuse_detected': {
     version: 1,

@@ -13,6 +13,8 @@ import { ProviderHost } from './provider.ts';
 import { identityRoutes } from './routes.ts';
 import { IdentityService } from './service.ts';
 import { sharedSecret, type IdentityTables } from './store.ts';
+import { SignInThrottle } from './throttle.ts';
+import { TotpService } from './totp.ts';
 
 export type { ClientService, CreatedClient, GrantType, NewClient } from './clients.ts';
 export type { ClientRecord } from './store.ts';
@@ -43,7 +45,17 @@ export const identityModule = defineModule<IdentityApi>({
     const db = tablesOf<IdentityTables>(kernel.database.db);
     const accounts = new Accounts(use(playersModule));
     const clients = new ClientService(kernel);
-    const identity = new IdentityService(kernel, accounts);
+    const throttle = new SignInThrottle(kernel.cache, {
+      delayAfter: config.signInDelayAfter,
+      delayMs: config.signInDelayMs,
+      maxDelayMs: config.signInMaxDelayMs,
+      accountLockThreshold: config.signInAccountLockThreshold,
+      sourceLockThreshold: config.signInSourceLockThreshold,
+      lockSeconds: config.signInLockSeconds,
+      windowSeconds: config.signInWindowSeconds,
+    });
+    const totp = new TotpService(kernel, db);
+    const identity = new IdentityService(kernel, accounts, throttle, totp);
     const host = new ProviderHost({
       issuer,
       db,
@@ -62,7 +74,18 @@ export const identityModule = defineModule<IdentityApi>({
     let timer: NodeJS.Timeout | undefined;
     return {
       api: { clients, issuer },
-      routes: identityRoutes(host, issuerPath, clients, identity),
+      routes: identityRoutes({
+        host,
+        issuerPath,
+        clients,
+        identity,
+        totp,
+        cache: kernel.cache,
+        labelOf: async (playerId) => {
+          const login = (await accounts.find(playerId))?.claims.preferred_username;
+          return typeof login === 'string' ? login : playerId;
+        },
+      }),
       start: async () => {
         await host.provider();
         timer = setInterval(() => {

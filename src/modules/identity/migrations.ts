@@ -51,4 +51,27 @@ export const migrations: Migration[] = [
       );
     `,
   },
+  {
+    name: '0002_totp',
+    sql: `
+      -- A player's TOTP second factor (RFC 6238): the secret (base32), when the player
+      -- confirmed it with a first code (unconfirmed ones are not asked for at sign-in),
+      -- and the last accepted time step (a code is never accepted twice).
+      create table identity.totp_factors (
+        account_id text primary key,
+        secret text not null,
+        confirmed_at timestamptz,
+        last_step bigint,
+        created_at timestamptz not null default now()
+      );
+
+      -- Single-use recovery codes, SHA-256 hashes of 80 random bits each.
+      create table identity.recovery_codes (
+        account_id text not null,
+        code_hash text not null,
+        used_at timestamptz,
+        primary key (account_id, code_hash)
+      );
+    `,
+  },
 ];

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, SignJWT, UnsecuredJWT, type JWTPayload } from 'jose';
 import * as oidc from 'openid-client';
@@ -7,23 +6,12 @@ import { sql } from 'kysely';
 import { registration, startTestApp, type TestApp } from '../../../test/support/app.ts';
 import { databaseKinds } from '../../../test/support/databases.ts';
 import { systemContext } from '../../platform/auth/principal.ts';
-import { Browser, field, formAction } from './browser.test-support.ts';
+import { Browser, field, formAction, freePort } from './browser.test-support.ts';
 import { identityModule, type IdentityApi, type NewClient } from './index.ts';
 
 const REDIRECT = 'https://game.casino.test/callback';
 const OTHER_REDIRECT = 'https://game.casino.test/other';
 const AFTER_LOGOUT = 'https://game.casino.test/bye';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** The error a failed openid-client call carries from the server (`invalid_grant`, ...). */
 async function oauthError(promise: Promise<unknown>): Promise<{ error: string; description: string | undefined }> {

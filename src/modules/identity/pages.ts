@@ -81,6 +81,30 @@ ${error}
   );
 }
 
+export interface CodeForm {
+  readonly action: string;
+  readonly clientName: string;
+  readonly error?: string;
+}
+
+/** The second step of a sign-in: a code from the authenticator app, or a recovery code. */
+export function codePage(form: CodeForm): Page {
+  const error = form.error ? `<p class="error" id="code-error" role="alert">${escapeHtml(form.error)}</p>` : '';
+  const described = form.error ? ' aria-describedby="code-hint code-error" aria-invalid="true"' : ' aria-describedby="code-hint"';
+  return layout(
+    'Enter your code',
+    `<h1>Enter your code</h1>
+<p>to continue to ${escapeHtml(form.clientName)}</p>
+${error}
+<form method="post" action="${escapeHtml(form.action)}" novalidate>
+<label for="code">Authentication code</label>
+<p id="code-hint">The 6-digit code from your authenticator app, or one of your recovery codes.</p>
+<input type="text" id="code" name="code" inputmode="numeric" autocomplete="one-time-code" autocapitalize="none" spellcheck="false" required maxlength="40"${described} autofocus>
+<button type="submit">Continue</button>
+</form>`,
+  );
+}
+
 /** A dead end the user can only leave by starting over in the app. */
 export function messagePage(title: string, message: string): Page {
   return layout(title, `<h1>${escapeHtml(title)}</h1>\n<p role="alert">${escapeHtml(message)}</p>`);

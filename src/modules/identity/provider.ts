@@ -78,7 +78,7 @@ function configuration(options: ProviderOptions, jwks: Configuration['jwks'], co
       auth_time: null,
       sid: null,
     },
-    acrValues: [ACR.password],
+    acrValues: [ACR.password, ACR.mfa],
     pkce: { required: () => true },
     rotateRefreshToken: true,
     features: {

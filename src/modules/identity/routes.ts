@@ -1,12 +1,15 @@
 import middie from '@fastify/middie';
 import { Type } from 'typebox';
-import { contextOf, requirePermission } from '../../platform/http/auth.ts';
+import type { Cache } from '../../platform/cache/cache.ts';
+import { contextOf, requireAuthenticated, requirePermission } from '../../platform/http/auth.ts';
 import { decodeCursor, encodeCursor, Page, PageQuery, problems } from '../../platform/http/schemas.ts';
 import type { HttpApp } from '../../platform/http/types.ts';
 import { GRANT_TYPES, PERMISSIONS, type ClientService } from './clients.ts';
 import type { ProviderHost } from './provider.ts';
+import { fail } from './errors.ts';
 import type { IdentityService } from './service.ts';
 import { signInRoutes } from './sign-in-routes.ts';
+import type { TotpService } from './totp.ts';
 
 const tags = ['identity'];
 const bearer = [{ bearer: [] }];
@@ -50,7 +53,18 @@ const ClientId = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100 })
  * The identity module's HTTP surface: the OpenID Connect provider under its issuer's
  * path (through middie), the hosted sign-in page, and the client registry.
  */
-export function identityRoutes(host: ProviderHost, issuerPath: string, clients: ClientService, identity: IdentityService) {
+export interface IdentityRouteDeps {
+  readonly host: ProviderHost;
+  readonly issuerPath: string;
+  readonly clients: ClientService;
+  readonly identity: IdentityService;
+  readonly totp: TotpService;
+  readonly cache: Cache;
+  /** The label of a player's entry in their authenticator app (their login). */
+  readonly labelOf: (playerId: string) => Promise<string>;
+}
+
+export function identityRoutes({ host, issuerPath, clients, identity, totp, cache, labelOf }: IdentityRouteDeps) {
   return async (app: HttpApp): Promise<void> => {
     app.addSchema(Client);
 
@@ -66,7 +80,57 @@ export function identityRoutes(host: ProviderHost, issuerPath: string, clients: 
     app.all(issuerPath, delegated, unreachable);
     app.all(`${issuerPath}/*`, delegated, unreachable);
 
-    await app.register(signInRoutes(host, identity));
+    await app.register(signInRoutes(host, identity, cache));
+
+    const playerOf = (request: { principal: { kind: string; id?: string } }): string => {
+      if (request.principal.kind !== 'player' || !request.principal.id) throw fail('MFA_PLAYERS_ONLY');
+      return request.principal.id;
+    };
+
+    app.post(
+      '/v1/identity/mfa/totp',
+      {
+        preHandler: requireAuthenticated,
+        schema: {
+          tags,
+          summary: 'Start enrolling an authenticator app (TOTP) for the signed-in player.',
+          description:
+            'Returns a new secret as an otpauth URI and as a QR code (SVG). It is not asked for at sign-in until confirmed with a first code (POST /v1/identity/mfa/totp/confirm). Starting again replaces an unconfirmed secret.',
+          security: bearer,
+          response: {
+            201: Type.Object({
+              secret: Type.String({ description: 'Base32, for apps that cannot scan the QR code.' }),
+              otpauthUri: Type.String(),
+              qrSvg: Type.String({ description: 'The otpauth URI as a QR code, an SVG document.' }),
+            }),
+            ...problems(401, 403, 409),
+          },
+        },
+      },
+      async (request, reply) => {
+        const playerId = playerOf(request);
+        return reply.code(201).header('cache-control', 'no-store').send(await totp.begin(playerId, await labelOf(playerId)));
+      },
+    );
+
+    app.post(
+      '/v1/identity/mfa/totp/confirm',
+      {
+        preHandler: requireAuthenticated,
+        schema: {
+          tags,
+          summary: 'Confirm the authenticator app with a first code; returns ten single-use recovery codes, shown only here.',
+          security: bearer,
+          body: Type.Object({ code: Type.String({ pattern: '^[0-9]{6}$' }) }, { additionalProperties: false }),
+          response: { 200: Type.Object({ recoveryCodes: Type.Array(Type.String(), { minItems: 10, maxItems: 10 }) }), ...problems(400, 401, 403, 409) },
+        },
+      },
+      async (request, reply) => {
+        const playerId = playerOf(request);
+        const recoveryCodes = await totp.confirm(contextOf(request), playerId, request.body.code);
+        return reply.header('cache-control', 'no-store').send({ recoveryCodes });
+      },
+    );
 
     app.post(
       '/v1/identity/clients',

@@ -1,24 +1,77 @@
 import { anonymous, type RequestContext } from '../../platform/auth/principal.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kernel } from '../../platform/module.ts';
 import type { Accounts, PasswordCheck } from './accounts.ts';
 import type { TokenReuse } from './provider.ts';
 import { ACR } from './scopes.ts';
+import type { Lock, SignInThrottle } from './throttle.ts';
+import type { TotpService } from './totp.ts';
+
+export type SignInResult =
+  | (PasswordCheck & { acr: string; amr: string[] })
+  | { readonly outcome: 'locked'; readonly lock: Lock }
+  /** The password was right; the account has a second factor, asked for next. */
+  | { readonly outcome: 'mfa_required'; readonly accountId: string };
+
+/** Who passed the password step and must now give a second factor. */
+export interface PendingMfa {
+  readonly accountId: string;
+  readonly loginOrEmail: string;
+}
 
 /** Sign-in and token security events: checks credentials, audits and emits what happened. */
 export class IdentityService {
   readonly #kernel: Kernel;
   readonly #accounts: Accounts;
+  readonly #throttle: SignInThrottle;
+  readonly #totp: TotpService;
 
-  constructor(kernel: Kernel, accounts: Accounts) {
+  constructor(kernel: Kernel, accounts: Accounts, throttle: SignInThrottle, totp: TotpService) {
     this.#kernel = kernel;
     this.#accounts = accounts;
+    this.#throttle = throttle;
+    this.#totp = totp;
   }
 
-  /** A password sign-in for a client's authorization request; every outcome is audited and emitted. */
-  async signIn(ctx: RequestContext, clientId: string, loginOrEmail: string, password: string): Promise<PasswordCheck & { acr: string; amr: string[] }> {
+  /**
+   * A password sign-in for a client's authorization request; every outcome is audited
+   * and emitted. A locked login or source address is refused before the password is
+   * looked at (a correct one too); failures are counted, answered ever more slowly, and
+   * lock the login or the address past their thresholds.
+   */
+  async signIn(ctx: RequestContext, clientId: string, loginOrEmail: string, password: string): Promise<SignInResult> {
+    const lock = await this.#throttle.lockOf(loginOrEmail, ctx.sourceIp);
+    if (lock) return { outcome: 'locked', lock };
     const check = await this.#accounts.checkPassword(loginOrEmail, password);
-    const acr = ACR.password;
-    const amr = ['pwd'];
+    if (check.outcome === 'signed_in' && (await this.#totp.isEnabled(check.accountId))) {
+      return { outcome: 'mfa_required', accountId: check.accountId };
+    }
+    return this.#finish(ctx, clientId, loginOrEmail, check, ACR.password, ['pwd']);
+  }
+
+  /**
+   * The second step of a sign-in whose password was right: a TOTP code or a recovery
+   * code. A wrong code counts as a failed sign-in of the login (towards its lock).
+   */
+  async completeMfa(ctx: RequestContext, clientId: string, pending: PendingMfa, code: string): Promise<SignInResult> {
+    const lock = await this.#throttle.lockOf(pending.loginOrEmail, ctx.sourceIp);
+    if (lock) return { outcome: 'locked', lock };
+    const factor = await this.#totp.verify(pending.accountId, code);
+    const check: PasswordCheck = factor ? { outcome: 'signed_in', accountId: pending.accountId } : { outcome: 'invalid_credentials', accountId: pending.accountId };
+    // RFC 8176: `otp` for a one-time password; `mfa` for more than one factor.
+    const amr = factor === 'otp' ? ['pwd', 'otp', 'mfa'] : ['pwd', 'mfa'];
+    const result = await this.#finish(ctx, clientId, pending.loginOrEmail, check, ACR.mfa, amr);
+    if (factor === 'recovery_code') {
+      const left = await this.#totp.recoveryCodesLeft(pending.accountId);
+      await this.#kernel.transaction(ctx, async (uow) => {
+        await uow.audit({ action: 'identity.mfa.recovery_code_use', target: { type: 'player', id: pending.accountId }, changes: { clientId, left } });
+      });
+    }
+    return result;
+  }
+
+  /** Audits and emits the outcome, counts failures (delaying the answer, or locking). */
+  async #finish(ctx: RequestContext, clientId: string, loginOrEmail: string, check: PasswordCheck, acr: string, amr: string[]): Promise<SignInResult> {
     await this.#kernel.transaction(ctx, async (uow) => {
       const target = { type: 'player', id: check.accountId ?? 'unknown' };
       if (check.outcome === 'signed_in') {
@@ -29,6 +82,30 @@ export class IdentityService {
         await uow.audit({ action: 'identity.sign_in.fail', target, changes: { clientId, reason: check.outcome } });
       }
     });
+    if (check.outcome === 'signed_in') {
+      await this.#throttle.recordSuccess(loginOrEmail);
+      return { ...check, acr, amr };
+    }
+    const { delayMs, locked } = await this.#throttle.recordFailure(loginOrEmail, ctx.sourceIp);
+    if (locked.length > 0) {
+      await this.#kernel.transaction(ctx, async (uow) => {
+        for (const l of locked) {
+          const lockedUntil = l.until.toISOString();
+          await uow.emit({
+            type: 'identity.sign_in.locked',
+            playerId: check.accountId,
+            payload: { playerId: check.accountId, clientId, scope: l.scope, failures: l.failures, lockedUntil },
+          });
+          await uow.audit({
+            action: 'identity.sign_in.lock',
+            target: l.scope === 'account' ? { type: 'player', id: check.accountId ?? 'unknown' } : { type: 'source_address', id: ctx.sourceIp ?? 'unknown' },
+            changes: { clientId, scope: l.scope, failures: l.failures, lockedUntil },
+          });
+        }
+      });
+      return { outcome: 'locked', lock: locked[0]! };
+    }
+    if (delayMs > 0) await sleep(delayMs);
     return { ...check, acr, amr };
   }
 

@@ -2,15 +2,23 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { contextOf } from '../../platform/http/auth.ts';
 import type { HttpApp } from '../../platform/http/types.ts';
-import { messagePage, signInPage, type Page } from './pages.ts';
+import type { Cache } from '../../platform/cache/cache.ts';
+import { codePage, messagePage, signInPage, type Page } from './pages.ts';
 import { SIGN_IN_PATH, type ProviderHost } from './provider.ts';
-import type { IdentityService } from './service.ts';
+import type { IdentityService, PendingMfa, SignInResult } from './service.ts';
 
 const Params = Type.Object({ uid: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) });
-const Form = Type.Object({ login: Type.Optional(Type.String({ maxLength: 1000 })), password: Type.Optional(Type.String({ maxLength: 2000 })) });
+const Form = Type.Object({
+  login: Type.Optional(Type.String({ maxLength: 1000 })),
+  password: Type.Optional(Type.String({ maxLength: 2000 })),
+  code: Type.Optional(Type.String({ maxLength: 100 })),
+});
 
 // One answer for an unknown account and a wrong password: nothing tells them apart.
 const INVALID_CREDENTIALS = 'The login or password is not correct.';
+// The same for every login, known or not, so a lock tells nothing about the account.
+const LOCKED = 'Too many failed attempts. Sign-in is paused for this account or network; try again later.';
+const INVALID_CODE = 'The code is not correct. Enter the current code from your app, or a recovery code.';
 const NOT_ALLOWED = 'This account cannot sign in. Please contact support.';
 const EXPIRED = 'This sign-in page has expired or was opened outside the app. Go back to the app and sign in again.';
 
@@ -23,7 +31,17 @@ type Details = Awaited<ReturnType<Awaited<ReturnType<ProviderHost['provider']>>[
  * here with an interaction cookie bound to this path; a form posted from another site
  * arrives without it (SameSite=Lax) and is refused, which is the page's CSRF defence.
  */
-export function signInRoutes(host: ProviderHost, service: IdentityService) {
+export function signInRoutes(host: ProviderHost, service: IdentityService, cache: Cache) {
+  // Who passed the password step of an interaction and owes a second factor. The
+  // interaction itself is bound to the browser by its cookie; this lives in the cache
+  // (Redis when configured, shared by every process) as long as the step may take.
+  const pendingKey = (uid: string) => `identity:sign-in:mfa:${uid}`;
+  const PENDING_TTL = 600;
+  async function pendingOf(uid: string): Promise<PendingMfa | undefined> {
+    const raw = await cache.get(pendingKey(uid)).catch(() => undefined);
+    return raw === undefined ? undefined : (JSON.parse(raw) as PendingMfa);
+  }
+
   async function interaction(uid: string, request: FastifyRequest, reply: FastifyReply): Promise<Details | undefined> {
     const provider = await host.provider();
     try {
@@ -77,28 +95,56 @@ export function signInRoutes(host: ProviderHost, service: IdentityService) {
     app.post(`${SIGN_IN_PATH}/:uid`, { schema: { ...schema, body: Form } }, async (request, reply) => {
       const details = await interaction(request.params.uid, request, reply);
       if (!details) return send(reply, 400, messagePage('Sign-in expired', EXPIRED));
+      const clientId = String(details.params.client_id);
+      const action = `${SIGN_IN_PATH}/${details.uid}`;
+      const name = await clientName(clientId);
+      const ctx = contextOf(request);
+
+      const answer = async (result: SignInResult, retry: (error: string) => Page, invalid: string) => {
+        switch (result.outcome) {
+          case 'invalid_credentials':
+            return send(reply, 400, retry(invalid));
+          case 'locked': {
+            await cache.del(pendingKey(details.uid)).catch(() => {});
+            const retryAfter = Math.max(1, Math.ceil((result.lock.until.getTime() - Date.now()) / 1000));
+            return send(reply.header('retry-after', String(retryAfter)), 429, retry(LOCKED));
+          }
+          case 'account_not_allowed':
+            return send(reply, 403, retry(NOT_ALLOWED));
+          case 'mfa_required':
+            return send(reply, 200, codePage({ action, clientName: name }));
+          case 'signed_in': {
+            await cache.del(pendingKey(details.uid)).catch(() => {});
+            const provider = await host.provider();
+            const returnTo = await provider.interactionResult(
+              request.raw,
+              reply.raw,
+              { login: { accountId: result.accountId, acr: result.acr, amr: result.amr, remember: false } },
+              { mergeWithLastSubmission: false },
+            );
+            return reply.code(303).header('cache-control', 'no-store').redirect(returnTo, 303);
+          }
+        }
+      };
+
+      if (request.body.code !== undefined) {
+        const pending = await pendingOf(details.uid);
+        if (!pending) return send(reply, 400, messagePage('Sign-in expired', EXPIRED));
+        const code = request.body.code.trim();
+        const retry = (error: string) => codePage({ action, clientName: name, error });
+        if (code === '') return send(reply, 400, retry(INVALID_CODE));
+        return answer(await service.completeMfa(ctx, clientId, pending, code), retry, INVALID_CODE);
+      }
+
       const login = (request.body.login ?? '').trim();
       const password = request.body.password ?? '';
-      const clientId = String(details.params.client_id);
-      const form = { action: `${SIGN_IN_PATH}/${details.uid}`, clientName: await clientName(clientId), login };
-      if (login === '' || password === '') return send(reply, 400, signInPage({ ...form, error: INVALID_CREDENTIALS }));
-      const result = await service.signIn(contextOf(request), clientId, login, password);
-      switch (result.outcome) {
-        case 'invalid_credentials':
-          return send(reply, 400, signInPage({ ...form, error: INVALID_CREDENTIALS }));
-        case 'account_not_allowed':
-          return send(reply, 403, signInPage({ ...form, error: NOT_ALLOWED }));
-        case 'signed_in': {
-          const provider = await host.provider();
-          const returnTo = await provider.interactionResult(
-            request.raw,
-            reply.raw,
-            { login: { accountId: result.accountId, acr: result.acr, amr: result.amr, remember: false } },
-            { mergeWithLastSubmission: false },
-          );
-          return reply.code(303).header('cache-control', 'no-store').redirect(returnTo, 303);
-        }
+      const retry = (error: string) => signInPage({ action, clientName: name, login, error });
+      if (login === '' || password === '') return send(reply, 400, retry(INVALID_CREDENTIALS));
+      const result = await service.signIn(ctx, clientId, login, password);
+      if (result.outcome === 'mfa_required') {
+        await cache.set(pendingKey(details.uid), JSON.stringify({ accountId: result.accountId, loginOrEmail: login } satisfies PendingMfa), PENDING_TTL);
       }
+      return answer(result, retry, INVALID_CREDENTIALS);
     });
   };
 }

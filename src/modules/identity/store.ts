@@ -32,6 +32,8 @@ export type IdentityTables = {
   'identity.clients': ClientTable;
   'identity.oidc_payloads': OidcPayloadTable;
   'identity.secrets': { name: string; value: string; created_at: Date };
+  'identity.totp_factors': { account_id: string; secret: string; confirmed_at: Date | null; last_step: number | string | null; created_at: Date };
+  'identity.recovery_codes': { account_id: string; code_hash: string; used_at: Date | null };
 };
 
 type Executor = Kysely<IdentityTables> | Transaction<IdentityTables>;
