@@ -1,9 +1,7 @@
 import { Type } from 'typebox';
 import { contextOf, requirePermission } from '../../platform/http/auth.ts';
-import { decodeCursor, encodeCursor, Page, PageQuery, problems, Uuid } from '../../platform/http/schemas.ts';
+import { cursorId, Page, PageQuery, pageOf, problems, Uuid } from '../../platform/http/schemas.ts';
 import type { HttpApp } from '../../platform/http/types.ts';
-import { isUuid } from '../../platform/ids.ts';
-import { platformErrors } from '../../platform/errors.ts';
 import { PLAYER_STATUSES, PlayerStatus, TrafficSource } from './events.ts';
 import { PERMISSIONS, type PlayerService } from './service.ts';
 
@@ -104,11 +102,7 @@ export function playerRoutes(service: PlayerService) {
       async (request) => {
         const q = request.query;
         const limit = q.limit ?? 50;
-        let before: string | undefined;
-        if (q.cursor) {
-          before = decodeCursor(q.cursor);
-          if (!isUuid(before)) throw platformErrors('VALIDATION_FAILED', { errors: [{ field: '/querystring/cursor', code: 'CURSOR_INVALID', message: 'Not a cursor from this API.' }] });
-        }
+        const before = cursorId(q.cursor);
         const items = await service.list(contextOf(request), {
           limit,
           before,
@@ -121,8 +115,7 @@ export function playerRoutes(service: PlayerService) {
           registeredFrom: q.registeredFrom ? new Date(q.registeredFrom) : undefined,
           registeredTo: q.registeredTo ? new Date(q.registeredTo) : undefined,
         });
-        const last = items.at(-1);
-        return { items, nextCursor: items.length === limit && last ? encodeCursor(last.id) : null };
+        return pageOf(items, limit);
       },
     );
 

@@ -1,9 +1,8 @@
 import { Type } from 'typebox';
 import { actorOf } from '../../platform/auth/principal.ts';
 import { contextOf, requirePermission } from '../../platform/http/auth.ts';
-import { decodeCursor, encodeCursor, Page, PageQuery, problems, Uuid } from '../../platform/http/schemas.ts';
+import { cursorId, Page, PageQuery, pageOf, problems, Uuid } from '../../platform/http/schemas.ts';
 import type { HttpApp } from '../../platform/http/types.ts';
-import { isUuid } from '../../platform/ids.ts';
 import { platformErrors } from '../../platform/errors.ts';
 import { formatAmount, MoneyFormatError, parseAmount } from '../../platform/money.ts';
 import type { Adjustments } from './adjustments.ts';
@@ -132,10 +131,7 @@ export function walletRoutes(wallet: WalletService, payments: Payments, adjustme
       async (request) => {
         const q = request.query;
         const limit = q.limit ?? 50;
-        const before = q.cursor ? decodeCursor(q.cursor) : undefined;
-        if (before !== undefined && !isUuid(before)) {
-          throw platformErrors('VALIDATION_FAILED', { errors: [{ field: '/querystring/cursor', code: 'CURSOR_INVALID', message: 'Not a cursor from this API.' }] });
-        }
+        const before = cursorId(q.cursor);
         const items = await wallet.transactions(contextOf(request), request.params.id, {
           limit,
           before,
@@ -145,8 +141,7 @@ export function walletRoutes(wallet: WalletService, payments: Payments, adjustme
           from: q.from ? new Date(q.from) : undefined,
           to: q.to ? new Date(q.to) : undefined,
         });
-        const last = items.at(-1);
-        return { items, nextCursor: items.length === limit && last ? encodeCursor(last.id) : null };
+        return pageOf(items, limit);
       },
     );
 

@@ -1,4 +1,6 @@
 import { Type, type TSchema } from 'typebox';
+import { platformErrors } from '../errors.ts';
+import { isUuid } from '../ids.ts';
 
 /** RFC 9457 problem details, with Pitboss's stable `code` and field-level `errors`. */
 export const Problem = Type.Object(
@@ -46,3 +48,17 @@ export const Page = <T extends TSchema>(item: T) =>
 
 export const encodeCursor = (value: string): string => Buffer.from(value, 'utf8').toString('base64url');
 export const decodeCursor = (cursor: string): string => Buffer.from(cursor, 'base64url').toString('utf8');
+
+/** The id a `cursor` query parameter stands for (lists page by UUIDv7 ids); VALIDATION_FAILED if it is not one of ours. */
+export function cursorId(cursor: string | undefined): string | undefined {
+  if (cursor === undefined) return undefined;
+  const id = decodeCursor(cursor);
+  if (!isUuid(id)) throw platformErrors('VALIDATION_FAILED', { errors: [{ field: '/querystring/cursor', code: 'CURSOR_INVALID', message: 'Not a cursor from this API.' }] });
+  return id;
+}
+
+/** A page of items ordered by id: the next cursor is the last id, when the page is full. */
+export const pageOf = <T extends { id: string }>(items: T[], limit: number) => {
+  const last = items.at(-1);
+  return { items, nextCursor: items.length === limit && last ? encodeCursor(last.id) : null };
+};
