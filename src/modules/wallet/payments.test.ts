@@ -50,3 +50,38 @@ describe('sandbox payments after a restart', () => {
     assert.equal(res.json().errors[0].code, 'SAME_WALLET');
   });
 });
+
+describe('withdrawals stopped before their money came back', () => {
+  let app: TestApp;
+  before(async () => {
+    app = await startTestApp('pglite');
+  });
+  after(async () => app?.close());
+
+  it('resume() returns reserved money of a cancelled withdrawal once, and never of a refused one', async () => {
+    const player = (await app.server.app.inject({ method: 'POST', url: '/v1/players', payload: registration() })).json();
+    const token = await app.playerToken(player.id);
+    const headers = (key: string) => ({ authorization: `Bearer ${token}`, 'idempotency-key': key });
+    const dep = await app.server.app.inject({ method: 'POST', url: `/v1/players/${player.id}/deposits`, payload: { amount: '50.00', currency: 'EUR' }, headers: headers(`dep-${player.id}`) });
+    const db = tablesOf<WalletTables>(app.server.runtime.database.db);
+    const settled = async (id: string) => {
+      for (let i = 0; i < 100; i++) {
+        if ((await db.selectFrom('wallet.payments').select('status').where('id', '=', id).executeTakeFirstOrThrow()).status !== 'pending') return;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    await settled(dep.json().id);
+    const w = await app.server.app.inject({ method: 'POST', url: `/v1/players/${player.id}/withdrawals`, payload: { amount: '20.00', currency: 'EUR' }, headers: headers(`wd-${player.id}`) });
+    assert.equal(w.statusCode, 201);
+    // A crash after the status changed and before the money came back:
+    await db.updateTable('wallet.payments').set({ status: 'cancelled' }).where('id', '=', w.json().id).execute();
+    const refused = await app.server.app.inject({ method: 'POST', url: `/v1/players/${player.id}/withdrawals`, payload: { amount: '999.00', currency: 'EUR' }, headers: headers(`wd2-${player.id}`) });
+    assert.equal(refused.statusCode, 409);
+    const real = async () => (await app.server.app.inject({ method: 'GET', url: `/v1/players/${player.id}/balance`, headers: { authorization: `Bearer ${token}` } })).json().balances[0].wallets.real;
+    assert.equal(await real(), '30.00');
+    await app.server.runtime.wallet.payments.resume('sandbox');
+    assert.equal(await real(), '50.00');
+    await app.server.runtime.wallet.payments.resume('sandbox');
+    assert.equal(await real(), '50.00', 'a second resume returns nothing more');
+  });
+});

@@ -150,6 +150,27 @@ export class Payments {
       if (payment.kind === 'deposit') await provider.startDeposit(payment);
       else await provider.startPayout(payment);
     }
+    // A cancel or reject records its status before it returns the money; a crash in
+    // between left the money reserved. Releasing again is a replay when it was done.
+    const stopped = await this.#wallet.db
+      .selectFrom('wallet.payments')
+      .selectAll()
+      .where('provider', '=', providerName)
+      .where('kind', '=', 'withdrawal')
+      .where('status', 'in', ['cancelled', 'rejected', 'failed'])
+      .where('updated_at', '>', new Date(Date.now() - 7 * 86_400_000))
+      .execute();
+    for (const row of stopped) {
+      // Only money that was reserved goes back (a refused request reserved nothing).
+      const reserve = await this.#wallet.db
+        .selectFrom('wallet.idempotency')
+        .select('outcome')
+        .where('scope', '=', 'payment')
+        .where('key', '=', `${row.id}:reserve`)
+        .executeTakeFirst();
+      const outcome = (typeof reserve?.outcome === 'string' ? JSON.parse(reserve.outcome) : reserve?.outcome) as { ok?: boolean } | null | undefined;
+      if (outcome?.ok === true) await this.#release(view(row), row.reason ?? 'released after restart');
+    }
     return open.length;
   }
 
@@ -276,9 +297,11 @@ export class Payments {
       if (!result.outcome.ok) throw new Error(`settling withdrawal ${payment.id} failed: ${result.outcome.code}`);
       return this.#transition(ctx, payment.id, 'withdrawal', ['approved'], 'completed', 'wallet.withdrawal.settle', undefined, callback.providerRef);
     }
-    const failed = await this.#transition(ctx, payment.id, 'withdrawal', ['approved'], 'failed', 'wallet.withdrawal.fail', 'provider failed the payout', callback.providerRef);
-    await this.#release(failed, 'provider failed the payout');
-    return failed;
+    // Money first, then the status: whoever sees "failed" sees the money back. (Nothing
+    // else can move an approved payout, and a crash in between is finished by the
+    // provider's retried callback: the release replays.)
+    await this.#release(payment, 'provider failed the payout');
+    return this.#transition(ctx, payment.id, 'withdrawal', ['approved'], 'failed', 'wallet.withdrawal.fail', 'provider failed the payout', callback.providerRef);
   }
 
   async #create(ctx: RequestContext, playerId: string, kind: 'deposit' | 'withdrawal', provider: string, currency: string, amount: bigint, status: PaymentStatus, id: string): Promise<PaymentView> {
