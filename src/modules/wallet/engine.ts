@@ -5,6 +5,7 @@ import { writeToOutbox } from '../../platform/events/outbox.ts';
 import type { NewEvent } from '../../platform/events/types.ts';
 import { newId } from '../../platform/ids.ts';
 import { postingHash } from './hash.ts';
+import type { WalletTables } from './store.ts';
 import {
   accountId,
   type AccountKey,
@@ -14,7 +15,6 @@ import {
   type LedgerTransaction,
   type Outcome,
   type PlanContext,
-  type TransactionType,
 } from './types.ts';
 
 interface Pending {
@@ -476,19 +476,7 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
 /** The request hash of a key that a rollback closed before its bet arrived: any request with it is refused. */
 export const TOMBSTONE = 'tombstone';
 
-interface TxRow {
-  player_id: string;
-  id: string;
-  type: TransactionType;
-  currency: string;
-  amount: bigint;
-  split: Record<string, string>;
-  round_id: string | null;
-  provider: string | null;
-  external_ref: string | null;
-  reference_id: string | null;
-  meta: Record<string, unknown>;
-}
+type TxRow = Pick<WalletTables['wallet.transactions'], 'player_id' | 'id' | 'type' | 'currency' | 'amount' | 'split' | 'round_id' | 'provider' | 'external_ref' | 'reference_id' | 'meta'>;
 
 function fromRow(r: TxRow): LedgerTransaction {
   return {
