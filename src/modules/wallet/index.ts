@@ -9,6 +9,7 @@ import { gameProviders } from './providers/index.ts';
 import { walletRoutes } from './routes.ts';
 import { PERMISSIONS, WalletService } from './service.ts';
 import { recordCheck, verifyLedger } from './verify.ts';
+import { pruneIdempotency } from './store.ts';
 
 export type { WalletService, PlayerGate, GateAction } from './service.ts';
 export type { LedgerReport } from './verify.ts';
@@ -45,6 +46,9 @@ export const walletModule = defineModule<WalletApi>({
     }
     const providers = gameProviders(kernel, wallet);
     let timer: NodeJS.Timeout | undefined;
+    let pruner: NodeJS.Timeout | undefined;
+    // One process of the deployment prunes (the holder of this lock).
+    const pruneLock = kernel.database.leaderLock(7_344_101);
     return {
       api: { wallet, payments, adjustments },
       routes: async (app) => {
@@ -54,6 +58,18 @@ export const walletModule = defineModule<WalletApi>({
       start: async () => {
         await wallet.start();
         if (kernel.config.paymentsSandbox) await payments.resume('sandbox');
+        pruner = setInterval(() => {
+          const olderThan = new Date(Date.now() - kernel.config.idempotencyRetentionDays * 86_400_000);
+          pruneLock
+            .held()
+            .then(async (leader) => {
+              if (!leader) return;
+              const pruned = await pruneIdempotency(wallet.db, olderThan);
+              if (pruned > 0) kernel.logger.info({ pruned, olderThan }, 'idempotency keys past their retention pruned');
+            })
+            .catch((err: unknown) => kernel.logger.warn({ err }, 'idempotency prune failed'));
+        }, 3_600_000);
+        pruner.unref();
         let lastOk = Number.NaN;
         kernel.metrics.gauge('pitboss_ledger_check_ok', 'Result of the last ledger consistency check (1 ok, 0 problems, NaN not run yet).', async () => lastOk);
         if (kernel.config.ledgerVerifySeconds > 0) {
@@ -71,6 +87,8 @@ export const walletModule = defineModule<WalletApi>({
       },
       stop: async () => {
         if (timer) clearInterval(timer);
+        if (pruner) clearInterval(pruner);
+        await pruneLock.release();
         await wallet.stop();
       },
     };

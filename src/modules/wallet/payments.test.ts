@@ -85,3 +85,29 @@ describe('withdrawals stopped before their money came back', () => {
     assert.equal(await real(), '50.00', 'a second resume returns nothing more');
   });
 });
+
+describe('idempotency retention', () => {
+  let app: TestApp;
+  before(async () => {
+    app = await startTestApp('pglite');
+  });
+  after(async () => app?.close());
+
+  it('pruneIdempotency forgets keys older than the retention and keeps the rest', async () => {
+    const { pruneIdempotency } = await import('./store.ts');
+    const db = tablesOf<WalletTables>(app.server.runtime.database.db);
+    const old = new Date(Date.now() - 200 * 86_400_000);
+    await db
+      .insertInto('wallet.idempotency')
+      .values([
+        { scope: 'retention-test', key: 'old-1', request_hash: 'h', player_id: null, outcome: JSON.stringify({ ok: false, code: 'X' }), created_at: old },
+        { scope: 'retention-test', key: 'old-2', request_hash: 'h', player_id: null, outcome: JSON.stringify({ ok: false, code: 'X' }), created_at: old },
+        { scope: 'retention-test', key: 'new-1', request_hash: 'h', player_id: null, outcome: JSON.stringify({ ok: false, code: 'X' }) },
+      ])
+      .execute();
+    const pruned = await pruneIdempotency(db, new Date(Date.now() - 123 * 86_400_000), 1);
+    assert.equal(pruned, 2);
+    const left = await db.selectFrom('wallet.idempotency').select('key').where('scope', '=', 'retention-test').execute();
+    assert.deepEqual(left.map((r) => r.key), ['new-1']);
+  });
+});

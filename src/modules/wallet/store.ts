@@ -114,3 +114,23 @@ export async function findPayment(db: WalletDb, id: string, lock = false) {
 export async function setPaymentStatus(db: WalletDb, id: string, status: PaymentStatus, extra: { provider_ref?: string | null; reason?: string | null } = {}): Promise<void> {
   await db.updateTable('wallet.payments').set({ status, updated_at: new Date(), ...extra }).where('id', '=', id).execute();
 }
+
+/**
+ * Forgets idempotency keys (and their answers) older than the retention, a chunk at a
+ * time so no long lock blocks the ledger. A replay after that is treated as new: the
+ * retention must outlast every provider's and client's retry window (4 months minimum).
+ */
+export async function pruneIdempotency(db: WalletDb, olderThan: Date, chunk = 10_000): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const result = await sql<{ n: number }>`
+      with gone as (
+        delete from wallet.idempotency where ctid in (select ctid from wallet.idempotency where created_at < ${olderThan.toISOString()}::timestamptz limit ${chunk})
+        returning 1
+      )
+      select count(*)::int4 as n from gone`.execute(db);
+    const n = result.rows[0]?.n ?? 0;
+    total += n;
+    if (n < chunk) return total;
+  }
+}
