@@ -1,46 +1,17 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { createTestDatabase, testConfig, type TestDatabase } from '../../test/support/databases.ts';
 import { serviceSkip } from '../../test/support/services.ts';
+import { pitboss, type Run } from '../../test/support/cli.ts';
 import { KeyStore } from '../platform/auth/keys.ts';
 import { TokenService } from '../platform/auth/tokens.ts';
-import { settings } from '../platform/config.ts';
 import { openDatabase, type Database } from '../platform/db/database.ts';
 import { MAX_TOKEN_TTL_SECONDS } from '../platform/kernel.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/pitboss.js', import.meta.url));
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const ISSUER = 'https://pitboss.cli.test';
-
-// The child gets this machine's environment minus every Pitboss setting (and the test
-// runner's own marker), so only what a test passes configures it.
-const inherited: Record<string, string> = {};
-const dropped = new Set<string>([...Object.values(settings).map((s) => s.env), 'NODE_TEST_CONTEXT']);
-for (const [key, value] of Object.entries(process.env)) if (value !== undefined && !dropped.has(key)) inherited[key] = value;
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** `node bin/pitboss.js ...args` on the project's Node (this test runs on it too). */
-function pitboss(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...inherited, LOG_LEVEL: 'silent', ...env }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 /** Runs at most `limit` at a time: each child loads the whole app, and there are two cores. */
 async function inBatches<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {

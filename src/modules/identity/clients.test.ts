@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { startTestApp, type TestApp } from '../../../test/support/app.ts';
 import { databaseKinds } from '../../../test/support/databases.ts';
-import { settings } from '../../platform/config.ts';
+import { pitboss } from '../../../test/support/cli.ts';
 
 const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
 
@@ -139,20 +137,7 @@ describe('pitboss client create', () => {
   it('prints the new client\'s id and secret as JSON', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'pitboss-client-'));
     try {
-      const env: Record<string, string> = {};
-      const dropped = new Set<string>([...Object.values(settings).map((s) => s.env), 'NODE_TEST_CONTEXT']);
-      for (const [key, value] of Object.entries(process.env)) if (value !== undefined && !dropped.has(key)) env[key] = value;
-      const bin = fileURLToPath(new URL('../../../bin/pitboss.js', import.meta.url));
-      const run = (args: string[]) =>
-        new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-          const child = spawn(process.execPath, [bin, ...args], { env: { ...env, LOG_LEVEL: 'silent', DATA_DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
-          let stdout = '';
-          let stderr = '';
-          child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-          child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-          child.once('error', reject);
-          child.once('close', (code) => resolve({ code, stdout, stderr }));
-        });
+      const run = (args: string[]) => pitboss(args, { DATA_DIR: dir });
       const ok = await run(['client', 'create', '--name', 'Reporting', '--grant', 'client_credentials', '--scope', 'players.read audit.read']);
       assert.equal(ok.code, 0, ok.stderr);
       const printed = JSON.parse(ok.stdout) as { clientId: string; clientSecret: string; scope: string; grantTypes: string[] };

@@ -31,6 +31,12 @@ export function idempotency(scope: string, key: string, request: unknown): Idemp
 
 const wallet = (playerId: string, name: string, currency: string): AccountKey => ({ holder: playerId, name, currency });
 
+/** The two postings that move `amount` from one account to another. */
+const move = (from: AccountKey, to: AccountKey, amount: bigint): Posting[] => [
+  { account: from, amount: -amount },
+  { account: to, amount },
+];
+
 function movement(type: WalletEventType, playerId: string, amount: bigint, outcome: Outcome & { ok: true }, extra: { roundId?: string | null; provider?: string | null; reference?: string | null } = {}): NewEvent {
   return {
     type,
@@ -236,10 +242,7 @@ export const deposit = (o: { playerId: string; currency: string; amount: bigint;
   simple({
     ...o,
     type: 'deposit',
-    postings: [
-      { account: house(HOUSE_ACCOUNTS.payments(o.provider), o.currency), amount: -o.amount },
-      { account: wallet(o.playerId, 'real', o.currency), amount: o.amount },
-    ],
+    postings: move(house(HOUSE_ACCOUNTS.payments(o.provider), o.currency), wallet(o.playerId, 'real', o.currency), o.amount),
     event: 'wallet.deposit.completed',
     meta: { paymentId: o.paymentId, provider: o.provider },
   });
@@ -248,10 +251,7 @@ export const reserveWithdrawal = (o: { playerId: string; currency: string; amoun
   simple({
     ...o,
     type: 'withdrawal_reserve',
-    postings: [
-      { account: wallet(o.playerId, 'real', o.currency), amount: -o.amount },
-      { account: house(HOUSE_ACCOUNTS.pendingWithdrawals, o.currency), amount: o.amount },
-    ],
+    postings: move(wallet(o.playerId, 'real', o.currency), house(HOUSE_ACCOUNTS.pendingWithdrawals, o.currency), o.amount),
     event: 'wallet.withdrawal.requested',
     meta: { paymentId: o.paymentId },
   });
@@ -260,10 +260,7 @@ export const settleWithdrawal = (o: { playerId: string; currency: string; amount
   simple({
     ...o,
     type: 'withdrawal_settle',
-    postings: [
-      { account: house(HOUSE_ACCOUNTS.pendingWithdrawals, o.currency), amount: -o.amount },
-      { account: house(HOUSE_ACCOUNTS.payments(o.provider), o.currency), amount: o.amount },
-    ],
+    postings: move(house(HOUSE_ACCOUNTS.pendingWithdrawals, o.currency), house(HOUSE_ACCOUNTS.payments(o.provider), o.currency), o.amount),
     event: 'wallet.withdrawal.settled',
     meta: { paymentId: o.paymentId, provider: o.provider },
   });
@@ -272,10 +269,7 @@ export const releaseWithdrawal = (o: { playerId: string; currency: string; amoun
   simple({
     ...o,
     type: 'withdrawal_release',
-    postings: [
-      { account: house(HOUSE_ACCOUNTS.pendingWithdrawals, o.currency), amount: -o.amount },
-      { account: wallet(o.playerId, 'real', o.currency), amount: o.amount },
-    ],
+    postings: move(house(HOUSE_ACCOUNTS.pendingWithdrawals, o.currency), wallet(o.playerId, 'real', o.currency), o.amount),
     event: 'wallet.withdrawal.cancelled',
     meta: { paymentId: o.paymentId, reason: o.reason },
   });
@@ -284,10 +278,7 @@ export const fee = (o: { playerId: string; currency: string; amount: bigint; rea
   simple({
     ...o,
     type: 'fee',
-    postings: [
-      { account: wallet(o.playerId, 'real', o.currency), amount: -o.amount },
-      { account: house(HOUSE_ACCOUNTS.fees, o.currency), amount: o.amount },
-    ],
+    postings: move(wallet(o.playerId, 'real', o.currency), house(HOUSE_ACCOUNTS.fees, o.currency), o.amount),
     event: 'wallet.fee.charged',
     meta: { reason: o.reason },
   });
@@ -296,10 +287,7 @@ export const transfer = (o: { playerId: string; currency: string; amount: bigint
   simple({
     ...o,
     type: 'transfer',
-    postings: [
-      { account: wallet(o.playerId, o.from, o.currency), amount: -o.amount },
-      { account: wallet(o.playerId, o.to, o.currency), amount: o.amount },
-    ],
+    postings: move(wallet(o.playerId, o.from, o.currency), wallet(o.playerId, o.to, o.currency), o.amount),
     event: 'wallet.transfer.completed',
     meta: { from: o.from, to: o.to, reason: o.reason },
   });

@@ -147,47 +147,40 @@ export function walletRoutes(wallet: WalletService, payments: Payments, adjustme
 
     const paymentBody = Type.Object({ amount: Amount, currency: Currency, provider: Type.Optional(Type.String({ default: 'sandbox', maxLength: 40 })) }, { additionalProperties: false });
 
-    app.post(
-      '/v1/players/:id/deposits',
-      {
-        schema: {
-          tags,
-          summary: 'Start a deposit (the player, or staff with wallet.payments.manage). Pending until the provider settles it.',
-          description: 'The sandbox provider settles after a moment; amounts ending in .13 fail. Requires Idempotency-Key.',
-          security: bearer,
-          params: IdParams,
-          headers: IdempotencyHeader,
-          body: paymentBody,
-          response: { 201: Type.Ref('Payment'), ...problems(400, 401, 403, 404, 409, 422) },
+    // Deposits and withdrawals start the same way; only what the payments service does differs.
+    const startPayment = (kind: 'deposits' | 'withdrawals', summary: string, description: string, start: Payments['requestDeposit']) =>
+      app.post(
+        `/v1/players/:id/${kind}`,
+        {
+          schema: {
+            tags,
+            summary,
+            description,
+            security: bearer,
+            params: IdParams,
+            headers: IdempotencyHeader,
+            body: paymentBody,
+            response: { 201: Type.Ref('Payment'), ...problems(400, 401, 403, 404, 409, 422) },
+          },
         },
-      },
-      async (request, reply) =>
-        idempotentRequest(wallet.kernel.database, request, reply, async (claim) => {
-          const amount = parsePositiveAmount(request.body.amount, request.body.currency);
-          const payment = await payments.requestDeposit(contextOf(request), request.params.id, { amount, currency: request.body.currency, provider: request.body.provider ?? 'sandbox' }, claimedId(claim));
-          return { status: 201, body: payment };
-        }),
+        async (request, reply) =>
+          idempotentRequest(wallet.kernel.database, request, reply, async (claim) => {
+            const amount = parsePositiveAmount(request.body.amount, request.body.currency);
+            const payment = await start(contextOf(request), request.params.id, { amount, currency: request.body.currency, provider: request.body.provider ?? 'sandbox' }, claimedId(claim));
+            return { status: 201, body: payment };
+          }),
+      );
+    startPayment(
+      'deposits',
+      'Start a deposit (the player, or staff with wallet.payments.manage). Pending until the provider settles it.',
+      'The sandbox provider settles after a moment; amounts ending in .13 fail. Requires Idempotency-Key.',
+      (ctx, playerId, input, id) => payments.requestDeposit(ctx, playerId, input, id),
     );
-
-    app.post(
-      '/v1/players/:id/withdrawals',
-      {
-        schema: {
-          tags,
-          summary: 'Request a withdrawal: the amount is reserved at once (it cannot be spent) until staff approve and the provider pays out.',
-          security: bearer,
-          params: IdParams,
-          headers: IdempotencyHeader,
-          body: paymentBody,
-          response: { 201: Type.Ref('Payment'), ...problems(400, 401, 403, 404, 409, 422) },
-        },
-      },
-      async (request, reply) =>
-        idempotentRequest(wallet.kernel.database, request, reply, async (claim) => {
-          const amount = parsePositiveAmount(request.body.amount, request.body.currency);
-          const payment = await payments.requestWithdrawal(contextOf(request), request.params.id, { amount, currency: request.body.currency, provider: request.body.provider ?? 'sandbox' }, claimedId(claim));
-          return { status: 201, body: payment };
-        }),
+    startPayment(
+      'withdrawals',
+      'Request a withdrawal: the amount is reserved at once (it cannot be spent) until staff approve and the provider pays out.',
+      'Requires Idempotency-Key. The reserved amount returns if the withdrawal is cancelled, rejected or fails.',
+      (ctx, playerId, input, id) => payments.requestWithdrawal(ctx, playerId, input, id),
     );
 
     app.get(

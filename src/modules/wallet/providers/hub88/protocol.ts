@@ -86,49 +86,36 @@ export type Parsed<S extends Spec> = { readonly [K in keyof S]: S[K]['required']
 const req = <T extends FieldType>(type: T) => ({ type, required: true }) as const;
 const opt = <T extends FieldType>(type: T) => ({ type, required: false }) as const;
 
+// The fields a bet and a win share.
+const MONEY = {
+  user: req('string'),
+  transaction_uuid: req('string'),
+  supplier_transaction_id: opt('string'),
+  token: req('string'),
+  supplier_user: opt('string'),
+  round_closed: opt('boolean'),
+  round: opt('string'),
+  reward_uuid: opt('string'),
+  request_uuid: req('string'),
+  is_free: opt('boolean'),
+  is_supplier_promo: opt('boolean'),
+  is_aggregated: opt('boolean'),
+  game_code: req('string'),
+  currency: req('string'),
+  bet: opt('string'),
+  amount: req('amount'),
+  meta: opt('object'),
+} as const;
+
 // Fields Hub88 documents; unknown fields are ignored (Hub88 adds optional ones over time).
 export const SPECS = {
   info: { user: req('string'), request_uuid: req('string') },
   balance: { user: req('string'), token: req('string'), request_uuid: req('string'), game_code: opt('string'), supplier_user: opt('string') },
-  bet: {
-    user: req('string'),
-    transaction_uuid: req('string'),
-    supplier_transaction_id: opt('string'),
-    token: req('string'),
-    supplier_user: opt('string'),
-    round_closed: opt('boolean'),
-    round: opt('string'),
-    reward_uuid: opt('string'),
-    request_uuid: req('string'),
-    is_free: opt('boolean'),
-    is_supplier_promo: opt('boolean'),
-    is_aggregated: opt('boolean'),
-    game_code: req('string'),
-    currency: req('string'),
-    bet: opt('string'),
-    amount: req('amount'),
-    meta: opt('object'),
-  },
+  bet: MONEY,
   win: {
-    user: req('string'),
-    transaction_uuid: req('string'),
-    supplier_transaction_id: opt('string'),
-    token: req('string'),
-    supplier_user: opt('string'),
-    round_closed: opt('boolean'),
-    round: opt('string'),
-    reward_uuid: opt('string'),
-    request_uuid: req('string'),
+    ...MONEY,
     // Required, except for a supplier's promotion payout (is_supplier_promo), which has no bet.
     reference_transaction_uuid: opt('string'),
-    is_free: opt('boolean'),
-    is_supplier_promo: opt('boolean'),
-    is_aggregated: opt('boolean'),
-    game_code: req('string'),
-    currency: req('string'),
-    bet: opt('string'),
-    amount: req('amount'),
-    meta: opt('object'),
   },
   rollback: {
     user: req('string'),
