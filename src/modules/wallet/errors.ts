@@ -2,6 +2,7 @@ import { defineErrors } from '../../platform/errors.ts';
 
 export const fail = defineErrors({
   INSUFFICIENT_FUNDS: { status: 409, message: 'The balance is too low for this operation.' },
+  LEDGER_REFUSED: { status: 409, message: 'The ledger refused the operation; `detail` names why.' },
   IDEMPOTENCY_KEY_REQUIRED: { status: 400, message: 'Money-moving requests need an Idempotency-Key header.' },
   IDEMPOTENCY_KEY_REUSED: { status: 422, message: 'This idempotency key was already used with a different request.' },
   WALLET_UNKNOWN: { status: 400, message: 'No such wallet type.' },

@@ -268,9 +268,11 @@ const safeExponent = (currency: string): number => {
 
 /** A refused ledger outcome as a domain error at the REST edge. */
 export function outcomeError(outcome: Outcome & { ok: false }) {
-  const code = (outcome.code in fail.catalogue ? outcome.code : 'INSUFFICIENT_FUNDS') as WalletErrorCode;
+  // A refusal the REST catalogue has no code for is reported as such, never as another one.
+  const known = outcome.code in fail.catalogue;
+  const code = (known ? outcome.code : 'LEDGER_REFUSED') as WalletErrorCode;
   const currency = outcome.currency;
   // Outcomes carry minor units; the API speaks decimal strings ("12.50").
   const balances = outcome.balances && currency ? Object.fromEntries(Object.entries(outcome.balances).map(([w, v]) => [w, formatAmount(BigInt(v), currency)])) : undefined;
-  return fail(code, { detail: outcome.detail, extra: balances ? { balances, currency } : undefined });
+  return fail(code, { detail: known ? outcome.detail : `${outcome.code}${outcome.detail ? `: ${outcome.detail}` : ''}`, extra: balances ? { balances, currency } : undefined });
 }

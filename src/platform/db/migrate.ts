@@ -80,7 +80,7 @@ export async function migrate(db: Db, sets: readonly MigrationSet[]): Promise<Mi
   return applied;
 }
 
-/** Lists migrations not yet applied (for `pitboss migrate --dry-run` and readiness). */
+/** Lists migrations not yet applied. */
 export async function pendingMigrations(db: Db, sets: readonly MigrationSet[]): Promise<MigrationResult[]> {
   const exists = await sql<{ ok: boolean }>`select to_regclass('platform.schema_migrations') is not null as ok`.execute(db);
   const done = new Set<string>();

@@ -1,7 +1,7 @@
 import type { ColumnType, Generated } from 'kysely';
 
 // Tables owned by the platform kernel. Modules describe their own tables and reach
-// them with `db.withTables<TheirTables>()`.
+// them with `tablesOf<TheirTables>(db)` (src/platform/db/database.ts).
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 type Json<T = unknown> = ColumnType<T, string, string>;

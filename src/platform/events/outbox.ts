@@ -64,7 +64,7 @@ export async function markPublished(db: Db | Trx, seqs: readonly bigint[]): Prom
   await db.updateTable('platform.outbox').set({ published_at: new Date() }).where('seq', 'in', seqs).execute();
 }
 
-/** Events waiting to be published: the backlog metric and readiness read it. */
+/** Events waiting to be published: the backlog metric reads it. */
 export async function outboxBacklog(db: Db): Promise<number> {
   const row = await db
     .selectFrom('platform.outbox')
