@@ -9,7 +9,9 @@ import type { Database } from './db/database.ts';
 import { writeToOutbox } from './events/outbox.ts';
 import type { NewEvent } from './events/types.ts';
 import type { Kernel, UnitOfWork } from './module.ts';
+import { LocalMessageGateway, routedMessages, type MessageTables } from './messages/messages.ts';
 import type { Metrics } from './telemetry/metrics.ts';
+import { tablesOf } from './db/database.ts';
 
 /** Longest lifetime any token may be issued with; keys stay published this long after retiring. */
 export const MAX_TOKEN_TTL_SECONDS = 86_400;
@@ -29,6 +31,9 @@ export function createKernel(deps: KernelDeps): Kernel & { setOnEventsCommitted(
   const tokens = new TokenService(keys, deps.config.publicUrl ?? 'http://localhost:8080', deps.config.accessTokenTtlSeconds, {
     trustedIssuers: [oidcIssuer(deps.config)],
   });
+  const local = new LocalMessageGateway(tablesOf<MessageTables>(deps.database.db));
+  // SMS and email gateways other than the local one are configured here as they are built.
+  const messages = routedMessages({ sms: local, email: local });
   let onEvents = deps.onEventsCommitted ?? (() => {});
   const chains = deps.config.auditChains;
 
@@ -55,6 +60,7 @@ export function createKernel(deps: KernelDeps): Kernel & { setOnEventsCommitted(
     cache: deps.cache,
     logger: deps.logger,
     metrics: deps.metrics,
+    messages,
     keys,
     tokens,
     transaction,

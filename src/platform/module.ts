@@ -12,6 +12,7 @@ import type { KeyStore } from './auth/keys.ts';
 import type { TokenService } from './auth/tokens.ts';
 import type { Metrics } from './telemetry/metrics.ts';
 import type { HttpApp } from './http/types.ts';
+import type { Messages } from './messages/messages.ts';
 
 /** What a service does inside one database transaction: write, emit events, audit. */
 export interface UnitOfWork {
@@ -31,6 +32,8 @@ export interface Kernel {
   readonly keys: KeyStore;
   readonly tokens: TokenService;
   readonly metrics: Metrics;
+  /** Outgoing SMS and email, each channel through its configured gateway. */
+  readonly messages: Messages;
   /**
    * The one transaction helper: runs `work` in a transaction; its events and audit
    * entries commit with it, and the relay is woken after the commit.

@@ -105,5 +105,23 @@ export const platformMigrations: MigrationSet = {
           for each statement execute function platform.refuse_change();
       `,
     },
+    {
+      name: '0004_local_messages',
+      sql: `
+        -- Messages the local gateway "sent" (SMS codes, email links): development and tests
+        -- read them here instead of a phone or a mailbox.
+        create table platform.local_messages (
+          id uuid primary key,
+          channel text not null check (channel in ('sms', 'email')),
+          recipient text not null,
+          subject text,
+          body text not null,
+          purpose text not null,
+          account_id text,
+          created_at timestamptz not null default now()
+        );
+        create index local_messages_recipient on platform.local_messages (recipient, created_at desc);
+      `,
+    },
   ],
 };
