@@ -1,7 +1,8 @@
 import { sql } from 'kysely';
 import type { Logger } from 'pino';
 import type { Database, Trx } from '../../platform/db/database.ts';
-import { writeToOutbox } from '../../platform/events/outbox.ts';
+import { LRUCache } from 'lru-cache';
+import { outboxInsert } from '../../platform/events/outbox.ts';
 import type { NewEvent } from '../../platform/events/types.ts';
 import { newId } from '../../platform/ids.ts';
 import { postingHash } from './hash.ts';
@@ -40,8 +41,10 @@ export interface EngineOptions {
   logger: Logger;
   /** Called after a batch that wrote events commits (wakes the outbox relay). */
   onEvents: () => void;
-  /** Called after each committed batch with its size and duration (metrics). */
-  observe?: (size: number, seconds: number) => void;
+  /** Players whose wallets each lane keeps in memory for the fast path; 0 turns the fast path off. */
+  cachedPlayers: number;
+  /** Called after each committed batch with its size, duration and path (metrics). */
+  observe?: (size: number, seconds: number, path: 'fast' | 'locked') => void;
 }
 
 /** Another transaction answered one of this batch's keys first: the batch runs again and replays it. */
@@ -67,13 +70,21 @@ export class LedgerEngine {
   #closed = false;
   batches = 0;
   written = 0;
+  /** Batches and commands written on the fast path (the rest took the locked path). */
+  fastBatches = 0;
+  fastWritten = 0;
 
   constructor(database: Database, options: EngineOptions) {
     this.#database = database;
     this.#opts = options;
     // A random base spreads the processes of a deployment over the house shards.
     const base = Math.floor(Math.random() * options.houseShards);
-    this.#lanes = Array.from({ length: options.writers }, (_, i) => ({ queue: [], busy: false, house: houseHolder((base + i) % options.houseShards) }));
+    this.#lanes = Array.from({ length: options.writers }, (_, i) => ({
+      queue: [],
+      busy: false,
+      house: houseHolder((base + i) % options.houseShards),
+      cache: options.cachedPlayers > 0 ? new LaneCache(options.walletTypes, options.cachedPlayers) : undefined,
+    }));
   }
 
   submit(command: LedgerCommand): Promise<CommandResult> {
@@ -91,15 +102,15 @@ export class LedgerEngine {
     if (lane.busy || lane.queue.length === 0) return;
     const batch = lane.queue.splice(0, this.#opts.maxBatch);
     lane.busy = true;
-    void this.#run(batch, lane.house).finally(() => {
+    void this.#run(batch, lane).finally(() => {
       lane.busy = false;
       this.#pump(lane);
     });
   }
 
-  async #run(batch: Pending[], house: string): Promise<void> {
+  async #run(batch: Pending[], lane: Lane): Promise<void> {
     try {
-      const results = await this.#write(batch.map((p) => p.command), house);
+      const results = await this.#write(batch.map((p) => p.command), lane);
       batch.forEach((p, i) => p.resolve(results[i]!));
     } catch (error) {
       if (batch.length === 1) {
@@ -110,7 +121,7 @@ export class LedgerEngine {
       this.#opts.logger.warn({ err: error, size: batch.length }, 'ledger batch failed; retrying its commands one by one');
       for (const p of batch) {
         try {
-          p.resolve((await this.#write([p.command], house))[0]!);
+          p.resolve((await this.#write([p.command], lane))[0]!);
         } catch (single) {
           p.reject(single);
         }
@@ -124,21 +135,49 @@ export class LedgerEngine {
     while (this.#lanes.some((l) => l.busy || l.queue.length > 0)) await new Promise((r) => setTimeout(r, 5));
   }
 
-  async #write(commands: readonly LedgerCommand[], house: string): Promise<CommandResult[]> {
+  async #write(commands: readonly LedgerCommand[], lane: Lane): Promise<CommandResult[]> {
+    const cache = lane.cache;
+    if (!cache) return this.#locked(commands, lane);
+    return writeThroughLane(commands, cache, lane.house, {
+      fast: (part) => this.#fast(part, lane, cache),
+      locked: (part) => this.#locked(part, lane),
+    });
+  }
+
+  #done(lane: Lane, size: number, out: BatchOutput, started: number, path: 'fast' | 'locked'): CommandResult[] {
+    lane.cache?.learn(out.learned);
+    this.batches++;
+    if (path === 'fast') {
+      this.fastBatches++;
+      this.fastWritten += size;
+    }
+    this.written += size;
+    this.#opts.observe?.(size, (performance.now() - started) / 1000, path);
+    if (out.events > 0) this.#opts.onEvents();
+    return out.results;
+  }
+
+  /** The fast path; undefined when it wrote nothing (the locked path takes the batch). */
+  async #fast(commands: readonly LedgerCommand[], lane: Lane, cache: LaneCache): Promise<CommandResult[] | undefined> {
+    const started = performance.now();
+    try {
+      const out = await writeBatchFast(this.#database.db, commands, this.#opts.walletTypes, lane.house, cache);
+      return out ? this.#done(lane, commands.length, out, started, 'fast') : undefined;
+    } catch (error) {
+      // Nothing was written: the cache was stale (another process moved this money),
+      // a key was answered before, or the statement failed. The locked path decides.
+      cache.forget(commands);
+      this.#opts.logger.debug({ err: error, size: commands.length }, 'ledger fast path declined; taking the locked path');
+      return undefined;
+    }
+  }
+
+  async #locked(commands: readonly LedgerCommand[], lane: Lane): Promise<CommandResult[]> {
     for (let attempt = 1; ; attempt++) {
       const started = performance.now();
       try {
-        let events = 0;
-        const results = await this.#database.db.transaction().execute(async (trx) => {
-          const out = await writeBatch(trx, commands, this.#opts.walletTypes, house);
-          events = out.events;
-          return out.results;
-        });
-        this.batches++;
-        this.written += commands.length;
-        this.#opts.observe?.(commands.length, (performance.now() - started) / 1000);
-        if (events > 0) this.#opts.onEvents();
-        return results;
+        const out = await this.#database.db.transaction().execute((trx) => writeBatch(trx, commands, this.#opts.walletTypes, lane.house));
+        return this.#done(lane, commands.length, out, started, 'locked');
       } catch (error) {
         // A deadlock or serialization failure (with another process's batch), or a key
         // answered concurrently, is retried as it is.
@@ -151,11 +190,69 @@ export class LedgerEngine {
   }
 }
 
+/**
+ * Writes a batch through a lane with a cache: the players whose commands the cache can
+ * plan go on the fast path (one statement); the others, and the fast ones if its checks
+ * fail (`fast` answers undefined), on the locked path. Players are independent, so the
+ * two parts go one after the other.
+ */
+export async function writeThroughLane(
+  commands: readonly LedgerCommand[],
+  cache: LaneCache,
+  house: string,
+  paths: { fast(part: readonly LedgerCommand[]): Promise<CommandResult[] | undefined>; locked(part: readonly LedgerCommand[]): Promise<CommandResult[]> },
+): Promise<CommandResult[]> {
+  const results: CommandResult[] = new Array<CommandResult>(commands.length);
+  // A key this lane has seen answered is answered from memory, as the locked path would from wallet.idempotency.
+  const open: number[] = [];
+  commands.forEach((c, i) => {
+    const known = cache.answer(c);
+    if (known) results[i] = known;
+    else open.push(i);
+  });
+  const fast = plannableFromCache(open.map((i) => commands[i]!), cache, house);
+  const part = (want: boolean) => open.filter((_, k) => fast[k] === want);
+  const lockedPart = part(false);
+  const fastPart = part(true);
+  if (lockedPart.length > 0) {
+    const out = await paths.locked(lockedPart.map((i) => commands[i]!));
+    lockedPart.forEach((i, k) => (results[i] = out[k]!));
+  }
+  if (fastPart.length > 0) {
+    const sub = fastPart.map((i) => commands[i]!);
+    const out = (await paths.fast(sub)) ?? (await paths.locked(sub));
+    fastPart.forEach((i, k) => (results[i] = out[k]!));
+  }
+  return results;
+}
+
+/**
+ * Which commands the fast path can plan: those of players whose every command in the
+ * batch finds its wallets, house accounts and referenced bets in the lane cache and
+ * needs no history (a rollback). A player's commands stay together, in order.
+ */
+export function plannableFromCache(commands: readonly LedgerCommand[], cache: LaneCache, house: string): boolean[] {
+  const real = (key: AccountKey): AccountKey => (key.holder === HOUSE ? { ...key, holder: house } : key);
+  const refused = new Set<string>();
+  for (const c of commands) {
+    if (refused.has(c.playerId)) continue;
+    const ok =
+      !c.needsHistory &&
+      cache.has({ holder: c.playerId, name: '*', currency: c.currency }) &&
+      c.accounts.every((a) => cache.has(real(a))) &&
+      (c.refs ?? []).every((r) => cache.bet(c.playerId, r.provider, r.externalRef) !== undefined);
+    if (!ok) refused.add(c.playerId);
+  }
+  return commands.map((c) => !refused.has(c.playerId));
+}
+
 interface Lane {
   readonly queue: Pending[];
   busy: boolean;
   /** This lane's house shard: its batches post the operator side there. */
   readonly house: string;
+  /** What the fast path plans against; undefined when it is off. */
+  readonly cache: LaneCache | undefined;
 }
 
 /** The lane of a player: the id's random tail (UUIDv7) spreads players evenly. */
@@ -166,11 +263,64 @@ export function laneOf(playerId: string, lanes: number): number {
 interface BatchOutput {
   results: CommandResult[];
   events: number;
+  /** What the batch left in the ledger (account states, new transactions): the lane's cache learns it after the commit. */
+  learned: Learned;
+}
+
+interface Learned {
+  readonly accounts: readonly AccountState[];
+  readonly transactions: readonly LedgerTransaction[];
+  /** Keys and their first answers (request hash TOMBSTONE: a key a rollback closed). */
+  readonly answers: readonly StoredAnswer[];
+}
+
+interface StoredAnswer {
+  readonly scope: string;
+  readonly key: string;
+  readonly hash: string;
+  readonly outcome: Outcome;
+}
+
+/** What a key already answered gives a command that carries it (the locked path reads the same from wallet.idempotency). */
+function answerFor(c: LedgerCommand, stored: { hash: string; outcome: Outcome | null }): CommandResult {
+  if (stored.hash === TOMBSTONE && stored.outcome) return { outcome: stored.outcome, replayed: true };
+  if (stored.hash !== c.idempotency.requestHash) return { outcome: { ok: false, code: 'IDEMPOTENCY_KEY_REUSED' }, replayed: false };
+  if (stored.outcome) return { outcome: stored.outcome, replayed: true };
+  // A claim without an answer is an HTTP request in progress (idempotency.ts), not a ledger key.
+  return { outcome: { ok: false, code: 'IDEMPOTENCY_KEY_REUSED', detail: 'a request with this key is in progress' }, replayed: false };
 }
 
 const str = (v: bigint): string => v.toString();
+const keyOf = (c: LedgerCommand) => `${c.idempotency.scope}\u0000${c.idempotency.key}`;
+const refKey = (player: string, provider: string, ref: string) => `${player}\u0000${provider}\u0000${ref}`;
 
-/** The whole batch in the caller's transaction. Exported for tests. */
+/** The fast path met something its cache cannot answer: the batch takes the locked path. */
+export class NeedsLockedPath extends Error {
+  constructor(what: string) {
+    super(`not in the lane cache: ${what}`);
+  }
+}
+
+/** Which commands of a batch run, which replay a key the batch already carries. */
+function keysOf(commands: readonly LedgerCommand[]) {
+  const firstIndex = new Map<string, number>();
+  const keys: { scope: string; key: string }[] = [];
+  commands.forEach((c, i) => {
+    const id = keyOf(c);
+    if (!firstIndex.has(id)) {
+      firstIndex.set(id, i);
+      keys.push({ scope: c.idempotency.scope, key: c.idempotency.key });
+    }
+  });
+  return { firstIndex, keys };
+}
+
+/**
+ * The batch on the locked path, in the caller's transaction: stored answers are read,
+ * every account is locked in key order, referenced transactions are read, then the
+ * batch is planned and written in one statement. Always right, whatever other
+ * processes do; the fast path (writeBatchFast) falls back to it. Exported for tests.
+ */
 export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], walletTypes: readonly string[], house: string): Promise<BatchOutput> {
   const real = (key: AccountKey): AccountKey => (key.holder === HOUSE ? { ...key, holder: house } : key);
   const results = commands.map((): CommandResult | undefined => undefined);
@@ -180,52 +330,31 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
   //    written with their answers at the end; if another transaction wrote one of them
   //    first (a concurrent duplicate), the insert finds it and the whole batch runs again,
   //    meeting it here as a replay.
-  const firstIndex = new Map<string, number>();
-  const keys: { scope: string; key: string }[] = [];
-  commands.forEach((c, i) => {
-    const id = `${c.idempotency.scope}\u0000${c.idempotency.key}`;
-    if (!firstIndex.has(id)) {
-      firstIndex.set(id, i);
-      keys.push({ scope: c.idempotency.scope, key: c.idempotency.key });
-    }
-  });
+  const { firstIndex, keys } = keysOf(commands);
   const stored = await sql<{ scope: string; key: string; request_hash: string; outcome: Outcome | null }>`
     select scope, key, request_hash, outcome from wallet.idempotency
     where (scope, key) in (select * from unnest(${keys.map((c) => c.scope)}::text[], ${keys.map((c) => c.key)}::text[]))`.execute(trx);
+  const storedAnswers: StoredAnswer[] = [];
   if (stored.rows.length > 0) {
     const byId = new Map(stored.rows.map((r) => [`${r.scope}\u0000${r.key}`, r]));
     commands.forEach((c, i) => {
-      const row = byId.get(`${c.idempotency.scope}\u0000${c.idempotency.key}`);
-      if (!row) return;
-      if (row.request_hash === TOMBSTONE && row.outcome) results[i] = { outcome: row.outcome, replayed: true };
-      else if (row.request_hash !== c.idempotency.requestHash) results[i] = { outcome: { ok: false, code: 'IDEMPOTENCY_KEY_REUSED' }, replayed: false };
-      else if (row.outcome) results[i] = { outcome: row.outcome, replayed: true };
-      // A claim without an answer is an HTTP request in progress (idempotency.ts), not a ledger key.
-      else results[i] = { outcome: { ok: false, code: 'IDEMPOTENCY_KEY_REUSED', detail: 'a request with this key is in progress' }, replayed: false };
+      const row = byId.get(keyOf(c));
+      if (row) results[i] = answerFor(c, { hash: row.request_hash, outcome: row.outcome });
     });
+    for (const r of stored.rows) if (r.outcome) storedAnswers.push({ scope: r.scope, key: r.key, hash: r.request_hash, outcome: r.outcome });
   }
-  // Commands whose key is claimed by this batch run once; later duplicates in the
-  // same batch are replays of the first (or conflicts if their payload differs).
-  const active: number[] = [];
-  const duplicates: number[] = [];
-  commands.forEach((c, i) => {
-    if (results[i]) return;
-    const first = firstIndex.get(`${c.idempotency.scope}\u0000${c.idempotency.key}`)!;
-    if (first === i) active.push(i);
-    else duplicates.push(i);
-  });
 
   // 2. Load and lock the accounts, in key order. Missing ones are created first.
   const wanted = new Map<string, AccountKey & { kind: 'player' | 'house' }>();
-  for (const i of active) {
-    const c = commands[i]!;
+  commands.forEach((c, i) => {
+    if (results[i] || firstIndex.get(keyOf(c)) !== i) return;
     for (const name of walletTypes) wanted.set(accountId({ holder: c.playerId, name, currency: c.currency }), { holder: c.playerId, name, currency: c.currency, kind: 'player' });
     for (const declared of c.accounts) {
       const a = real(declared);
       const id = accountId(a);
       if (!wanted.has(id)) wanted.set(id, { ...a, kind: a.holder === c.playerId ? 'player' : 'house' });
     }
-  }
+  });
   const accounts = new Map<string, AccountState>();
   if (wanted.size > 0) {
     const keys = [...wanted.values()].sort((a, b) => (accountId(a) < accountId(b) ? -1 : 1));
@@ -246,7 +375,7 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
       rows = (await lock()).rows;
     }
     for (const r of rows) {
-      const key = { holder: r.holder, name: r.name, currency: r.currency };
+      const key = { holder: r.holder, name: r.name, currency: r.currency.trim() };
       accounts.set(accountId(key), { key, kind: r.kind, balance: BigInt(r.balance), lastSeq: BigInt(r.last_seq), lastHash: r.last_hash });
     }
   }
@@ -254,8 +383,7 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
   // 3. Referenced transactions (the bet of a win or rollback), and what refers to them.
   const refTx = new Map<string, LedgerTransaction>();
   const referencing = new Map<string, LedgerTransaction[]>();
-  const refKey = (player: string, provider: string, ref: string) => `${player}\u0000${provider}\u0000${ref}`;
-  const refs = active.flatMap((i) => (commands[i]!.refs ?? []).map((r) => ({ player: commands[i]!.playerId, ...r })));
+  const refs = commands.flatMap((c, i) => (results[i] || firstIndex.get(keyOf(c)) !== i ? [] : (c.refs ?? []).map((r) => ({ player: c.playerId, ...r }))));
   if (refs.length > 0) {
     const found = await sql<TxRow>`
       select player_id, id, type, currency, amount, split, round_id, provider, external_ref, reference_id, meta from wallet.transactions
@@ -278,17 +406,138 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
     }
   }
 
-  // 4. Plan each command against the locked state, in arrival order.
-  const now = new Date();
+  // 4. Plan against the locked state; 5. write it in one statement (the accounts are
+  //    locked: the expected sequences hold, only a concurrent duplicate key can fail it).
+  const plan = planBatch(commands, results, firstIndex, accounts, walletTypes, real, {
+    byRef: (player, provider, ref) => refTx.get(refKey(player, provider, ref)),
+    referencing: (_player, id) => referencing.get(id) ?? [],
+  });
+  if (plan.txRows.length > 0 || plan.answers.length > 0) {
+    const check = await batchStatement(plan, [], now()).execute(trx);
+    if (!check.rows[0]?.ok) throw new ConcurrentDuplicate();
+  }
+  return { results: plan.results, events: plan.events.length, learned: { accounts: [...accounts.values()], transactions: plan.written, answers: [...storedAnswers, ...answersOf(plan)] } };
+}
+
+// Only answers the statement is known to have written (it checks their count): a
+// tombstone is written "if the key is new", so the cache never learns one it wrote.
+const answersOf = (plan: PlannedBatch): StoredAnswer[] => plan.answers;
+
+const now = () => new Date();
+
+/**
+ * The batch on the fast path: no reads and no explicit transaction. The lane's cache
+ * holds the accounts (and the bets wins refer to) as this lane last left them; the
+ * batch is planned against copies and written in ONE autocommitted statement that
+ * checks its assumptions as it writes: every account it posts to, and every other
+ * wallet of its players it read, still has the sequence the cache says (a row lock
+ * re-checks that against the newest committed version), and every idempotency key is
+ * new. If anything differs (another process moved the money, a replayed key, a
+ * concurrent duplicate), the statement fails as a whole, nothing is written, and the
+ * caller forgets those entries and runs the batch on the locked path.
+ *
+ * Returns undefined, having written nothing, when the cache cannot plan the batch (an
+ * account or a referenced bet not in it, or a rollback, which needs every transaction
+ * that refers to its bet).
+ */
+export async function writeBatchFast(
+  db: Database['db'],
+  commands: readonly LedgerCommand[],
+  walletTypes: readonly string[],
+  house: string,
+  cache: LaneCache,
+): Promise<BatchOutput | undefined> {
+  const real = (key: AccountKey): AccountKey => (key.holder === HOUSE ? { ...key, holder: house } : key);
+  const results = commands.map((): CommandResult | undefined => undefined);
+  const { firstIndex } = keysOf(commands);
+  const accounts = new Map<string, AccountState>();
+  const batchRefs = new Map<string, LedgerTransaction>();
+  try {
+    for (const c of commands) {
+      const wallets = cache.wallets(c.playerId, c.currency);
+      if (!wallets) return undefined;
+      for (const state of wallets) accounts.set(accountId(state.key), state);
+      for (const declared of c.accounts) {
+        const a = real(declared);
+        const id = accountId(a);
+        if (accounts.has(id)) continue;
+        const state = cache.account(a);
+        if (!state) return undefined;
+        accounts.set(id, state);
+      }
+    }
+    const plan = planBatch(commands, results, firstIndex, accounts, walletTypes, real, {
+      byRef: (player, provider, ref) => {
+        const key = refKey(player, provider, ref);
+        const tx = batchRefs.get(key) ?? cache.bet(player, provider, ref);
+        if (!tx) throw new NeedsLockedPath(`transaction ${provider}/${ref}`);
+        return tx;
+      },
+      referencing: (_player, id) => {
+        throw new NeedsLockedPath(`transactions referring to ${id}`);
+      },
+      onWritten: (tx) => {
+        if (tx.provider && tx.externalRef) batchRefs.set(refKey(tx.playerId, tx.provider, tx.externalRef), tx);
+      },
+    });
+    // Every account the batch read but does not post to is held to its cached sequence too.
+    const guarded = [...accounts.values()].filter((a) => !plan.touched.has(accountId(a.key)));
+    const check = await batchStatement(plan, guarded, now()).execute(db);
+    if (!check.rows[0]?.ok) throw new StaleLaneCache();
+    return { results: plan.results, events: plan.events.length, learned: { accounts: [...accounts.values()], transactions: plan.written, answers: answersOf(plan) } };
+  } catch (error) {
+    if (error instanceof NeedsLockedPath) return undefined;
+    throw error;
+  }
+}
+
+/** The fast path's statement found the cache stale (or a key already answered): nothing was written. */
+export class StaleLaneCache extends Error {
+  constructor() {
+    super('the lane cache was stale or a key was already answered');
+  }
+}
+
+interface PlannedBatch {
+  readonly results: CommandResult[];
+  readonly txRows: Record<string, unknown>[];
+  readonly postingRows: { holder: string; name: string; currency: string; seq: bigint; tx: string; player: string; amount: bigint; after: bigint; prev: string; hash: string }[];
+  /** Account states after the batch, with the sequence each had before it (the statement checks it). */
+  readonly changed: { state: AccountState; expectedSeq: bigint }[];
+  readonly touched: ReadonlySet<string>;
+  readonly answers: { scope: string; key: string; hash: string; player: string; outcome: Outcome }[];
+  readonly closedKeys: { scope: string; key: string; player: string; outcome: Outcome }[];
+  readonly events: NewEvent[];
+  readonly written: LedgerTransaction[];
+}
+
+/**
+ * Plans every command of a batch in arrival order against `accounts` (mutated: they end
+ * as the batch leaves them). Commands with a result already (stored answers) are
+ * skipped; later duplicates of a key in the batch replay the first.
+ */
+function planBatch(
+  commands: readonly LedgerCommand[],
+  results: (CommandResult | undefined)[],
+  firstIndex: ReadonlyMap<string, number>,
+  accounts: Map<string, AccountState>,
+  walletTypes: readonly string[],
+  real: (key: AccountKey) => AccountKey,
+  lookups: Pick<PlanContext, 'byRef' | 'referencing'> & { onWritten?: (tx: LedgerTransaction) => void },
+): PlannedBatch {
+  const at = now();
   const txRows: Record<string, unknown>[] = [];
-  const postingRows: { holder: string; name: string; currency: string; seq: bigint; tx: string; player: string; amount: bigint; after: bigint; prev: string; hash: string }[] = [];
+  const postingRows: PlannedBatch['postingRows'] = [];
   const outcomes: { scope: string; key: string; outcome: Outcome; tombstone?: boolean }[] = [];
   const tombstones: { scope: string; key: string; player: string; outcome: Outcome }[] = [];
   const events: NewEvent[] = [];
-  const touched = new Set<string>();
+  const written: LedgerTransaction[] = [];
+  const before = new Map<string, bigint>();
   /** Keys closed by an earlier command of this batch (a bet arriving after its rollback). */
   const closed = new Map<string, Outcome>();
   const shutKeys = new Set<string>();
+  const newRefs = new Map<string, LedgerTransaction>();
+  const newChildren = new Map<string, LedgerTransaction[]>();
 
   const ctx: PlanContext = {
     account(key) {
@@ -304,8 +553,8 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
       }
       return map;
     },
-    byRef: (player, provider, ref) => refTx.get(refKey(player, provider, ref)),
-    referencing: (_player, id) => referencing.get(id) ?? [],
+    byRef: (player, provider, ref) => newRefs.get(refKey(player, provider, ref)) ?? lookups.byRef(player, provider, ref),
+    referencing: (player, id) => [...lookups.referencing(player, id), ...(newChildren.get(id) ?? [])],
   };
 
   const balancesOf = (playerId: string, currency: string): Record<string, string> => {
@@ -314,11 +563,19 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
     return out;
   };
 
+  const active: number[] = [];
+  const duplicates: number[] = [];
+  commands.forEach((c, i) => {
+    if (results[i]) return;
+    if (firstIndex.get(keyOf(c)) === i) active.push(i);
+    else duplicates.push(i);
+  });
+
   for (const i of active) {
     const c = commands[i]!;
-    const shut = closed.get(`${c.idempotency.scope}\u0000${c.idempotency.key}`);
+    const shut = closed.get(keyOf(c));
     if (shut) {
-      shutKeys.add(`${c.idempotency.scope}\u0000${c.idempotency.key}`);
+      shutKeys.add(keyOf(c));
       outcomes.push({ scope: c.idempotency.scope, key: c.idempotency.key, outcome: shut, tombstone: true });
       results[i] = { outcome: shut, replayed: true };
       continue;
@@ -346,12 +603,13 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
         const split: Record<string, bigint> = {};
         for (const p of tx.postings) {
           const state = ctx.account(p.account);
+          const accId = accountId(state.key);
+          if (!before.has(accId)) before.set(accId, state.lastSeq);
           state.balance += p.amount;
           state.lastSeq += 1n;
           const hash = postingHash(state.lastHash, state.key, state.lastSeq, id, p.amount, state.balance);
           postingRows.push({ ...state.key, seq: state.lastSeq, tx: id, player: c.playerId, amount: p.amount, after: state.balance, prev: state.lastHash, hash });
           state.lastHash = hash;
-          touched.add(accountId(state.key));
           if (state.key.holder === c.playerId && state.kind === 'player') split[p.account.name] = (split[p.account.name] ?? 0n) + p.amount;
         }
         const ledgerTx: LedgerTransaction = {
@@ -367,8 +625,10 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
           referenceId: tx.referenceId ?? null,
           meta: tx.meta ?? {},
         };
-        if (ledgerTx.provider && ledgerTx.externalRef) refTx.set(refKey(c.playerId, ledgerTx.provider, ledgerTx.externalRef), ledgerTx);
-        if (ledgerTx.referenceId) referencing.set(ledgerTx.referenceId, [...(referencing.get(ledgerTx.referenceId) ?? []), ledgerTx]);
+        written.push(ledgerTx);
+        lookups.onWritten?.(ledgerTx);
+        if (ledgerTx.provider && ledgerTx.externalRef) newRefs.set(refKey(c.playerId, ledgerTx.provider, ledgerTx.externalRef), ledgerTx);
+        if (ledgerTx.referenceId) newChildren.set(ledgerTx.referenceId, [...(newChildren.get(ledgerTx.referenceId) ?? []), ledgerTx]);
         txRows.push({
           player_id: c.playerId,
           id,
@@ -383,7 +643,7 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
           idempotency_scope: c.idempotency.scope,
           idempotency_key: c.idempotency.key,
           meta: JSON.stringify(ledgerTx.meta),
-          created_at: now,
+          created_at: at,
         });
         const ok: Outcome & { ok: true } = {
           ok: true,
@@ -392,7 +652,7 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
           currency: tx.currency,
           balances: balancesOf(c.playerId, c.currency),
           split: Object.fromEntries(Object.entries(split).map(([k, v]) => [k, str(v)])),
-          createdAt: now.toISOString(),
+          createdAt: at.toISOString(),
           ...(plan.data ? { data: plan.data } : {}),
         };
         outcome = ok;
@@ -408,8 +668,8 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
   }
   for (const i of duplicates) {
     const c = commands[i]!;
-    const first = firstIndex.get(`${c.idempotency.scope}\u0000${c.idempotency.key}`)!;
-    if (shutKeys.has(`${c.idempotency.scope}\u0000${c.idempotency.key}`)) {
+    const first = firstIndex.get(keyOf(c))!;
+    if (shutKeys.has(keyOf(c))) {
       results[i] = results[first]!;
       continue;
     }
@@ -419,58 +679,163 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
         : { outcome: { ok: false, code: 'IDEMPOTENCY_KEY_REUSED' }, replayed: false };
   }
 
-  // 5. Write it all in one round trip: data-modifying CTEs run in one statement, so the
-  //    batch's transactions, postings, balances and answers land together.
-  if (txRows.length > 0 || outcomes.length > 0) {
-    const changed = [...touched].map((id) => accounts.get(id)!);
-    // Sorted, so two batches inserting overlapping keys wait for each other in one order.
-    const answers = outcomes
-      .map((o) => ({ ...o, hash: o.tombstone ? TOMBSTONE : commands[firstIndex.get(`${o.scope}\u0000${o.key}`)!]!.idempotency.requestHash, player: commands[firstIndex.get(`${o.scope}\u0000${o.key}`)!]!.playerId }))
-      .sort((x, y) => (x.scope === y.scope ? (x.key < y.key ? -1 : x.key > y.key ? 1 : 0) : x.scope < y.scope ? -1 : 1));
-    // A key this batch both closes and answers (a late bet in the same batch) is written once, as its answer.
-    const answered = new Set(answers.map((o) => `${o.scope}\u0000${o.key}`));
-    const closedKeys = tombstones.filter((t) => !answered.has(`${t.scope}\u0000${t.key}`));
-    const written = await sql<{ answered: number }>`
-      with new_transactions as (
-        insert into wallet.transactions (player_id, id, type, currency, amount, split, round_id, provider, external_ref, reference_id, idempotency_scope, idempotency_key, meta, created_at)
-        select * from unnest(
-          ${txRows.map((r) => r.player_id)}::uuid[], ${txRows.map((r) => r.id)}::uuid[], ${txRows.map((r) => r.type)}::text[], ${txRows.map((r) => r.currency)}::bpchar[],
-          ${txRows.map((r) => r.amount)}::int8[], ${txRows.map((r) => r.split)}::jsonb[], ${txRows.map((r) => r.round_id)}::text[], ${txRows.map((r) => r.provider)}::text[],
-          ${txRows.map((r) => r.external_ref)}::text[], ${txRows.map((r) => r.reference_id)}::uuid[], ${txRows.map((r) => r.idempotency_scope)}::text[], ${txRows.map((r) => r.idempotency_key)}::text[],
-          ${txRows.map((r) => r.meta)}::jsonb[], ${txRows.map((r) => (r.created_at as Date).toISOString())}::timestamptz[])
-      ),
-      new_postings as (
-        insert into wallet.postings (holder, name, currency, seq, transaction_id, player_id, amount, balance_after, created_at, prev_hash, hash)
-        select h, n, c, s, t, p, a, b, ${now.toISOString()}::timestamptz, ph, hh from unnest(
-          ${postingRows.map((r) => r.holder)}::uuid[], ${postingRows.map((r) => r.name)}::text[], ${postingRows.map((r) => r.currency)}::bpchar[], ${postingRows.map((r) => str(r.seq))}::int8[],
-          ${postingRows.map((r) => r.tx)}::uuid[], ${postingRows.map((r) => r.player)}::uuid[], ${postingRows.map((r) => str(r.amount))}::int8[], ${postingRows.map((r) => str(r.after))}::int8[],
-          ${postingRows.map((r) => r.prev)}::text[], ${postingRows.map((r) => r.hash)}::text[]) as t(h, n, c, s, t, p, a, b, ph, hh)
-      ),
-      balances as (
-        update wallet.accounts a set balance = v.b, last_seq = v.s, last_hash = v.h, updated_at = ${now.toISOString()}::timestamptz
-        from unnest(${changed.map((st) => st.key.holder)}::uuid[], ${changed.map((st) => st.key.name)}::text[], ${changed.map((st) => st.key.currency)}::bpchar[],
-                    ${changed.map((st) => str(st.balance))}::int8[], ${changed.map((st) => str(st.lastSeq))}::int8[], ${changed.map((st) => st.lastHash)}::text[]) as v(holder, name, currency, b, s, h)
-        where a.holder = v.holder and a.name = v.name and a.currency = v.currency
-      ),
-      new_tombstones as (
-        insert into wallet.idempotency (scope, key, request_hash, player_id, outcome)
-        select * from unnest(${closedKeys.map((t) => t.scope)}::text[], ${closedKeys.map((t) => t.key)}::text[], ${closedKeys.map(() => TOMBSTONE)}::text[],
-                             ${closedKeys.map((t) => t.player)}::uuid[], ${closedKeys.map((t) => JSON.stringify(t.outcome))}::jsonb[])
-        on conflict (scope, key) do nothing
-      ),
-      answers as (
-        insert into wallet.idempotency (scope, key, request_hash, player_id, outcome)
-        select s, k, h, p, o from unnest(${answers.map((o) => o.scope)}::text[], ${answers.map((o) => o.key)}::text[], ${answers.map((o) => o.hash)}::text[],
-                                         ${answers.map((o) => o.player)}::uuid[], ${answers.map((o) => JSON.stringify(o.outcome))}::jsonb[]) with ordinality as t(s, k, h, p, o, n)
-        order by n
-        on conflict (scope, key) do nothing
-        returning 1
-      )
-      select count(*)::int4 as answered from answers`.execute(trx);
-    if ((written.rows[0]?.answered ?? 0) < answers.length) throw new ConcurrentDuplicate();
+  // Sorted, so two batches inserting overlapping keys wait for each other in one order.
+  const answers = outcomes
+    .map((o) => {
+      const first = commands[firstIndex.get(`${o.scope}\u0000${o.key}`)!]!;
+      return { scope: o.scope, key: o.key, outcome: o.outcome, hash: o.tombstone ? TOMBSTONE : first.idempotency.requestHash, player: first.playerId };
+    })
+    .sort((x, y) => (x.scope === y.scope ? (x.key < y.key ? -1 : x.key > y.key ? 1 : 0) : x.scope < y.scope ? -1 : 1));
+  // A key this batch both closes and answers (a late bet in the same batch) is written once, as its answer.
+  const answered = new Set(answers.map((o) => `${o.scope}\u0000${o.key}`));
+  const closedKeys = tombstones.filter((t) => !answered.has(`${t.scope}\u0000${t.key}`));
+  const changed = [...before].map(([id, expectedSeq]) => ({ state: accounts.get(id)!, expectedSeq }));
+  return { results: results as CommandResult[], txRows, postingRows, changed, touched: new Set(before.keys()), answers, closedKeys, events, written };
+}
+
+/**
+ * One statement writes a planned batch: data-modifying CTEs run together, so the
+ * transactions, postings, balances, answers and events land together or not at all.
+ * `ok` is false when an assumption failed: an account's sequence was not the expected
+ * one (the UPDATE and the row lock re-check it against the newest committed version)
+ * or a key was already answered; wallet.batch_check then raises, undoing the statement.
+ */
+function batchStatement(plan: PlannedBatch, guarded: readonly AccountState[], at: Date) {
+  const { txRows, postingRows, changed, answers, closedKeys } = plan;
+  const stamp = at.toISOString();
+  return sql<{ ok: boolean }>`
+    with new_transactions as (
+      insert into wallet.transactions (player_id, id, type, currency, amount, split, round_id, provider, external_ref, reference_id, idempotency_scope, idempotency_key, meta, created_at)
+      select * from unnest(
+        ${txRows.map((r) => r.player_id)}::uuid[], ${txRows.map((r) => r.id)}::uuid[], ${txRows.map((r) => r.type)}::text[], ${txRows.map((r) => r.currency)}::bpchar[],
+        ${txRows.map((r) => r.amount)}::int8[], ${txRows.map((r) => r.split)}::jsonb[], ${txRows.map((r) => r.round_id)}::text[], ${txRows.map((r) => r.provider)}::text[],
+        ${txRows.map((r) => r.external_ref)}::text[], ${txRows.map((r) => r.reference_id)}::uuid[], ${txRows.map((r) => r.idempotency_scope)}::text[], ${txRows.map((r) => r.idempotency_key)}::text[],
+        ${txRows.map((r) => r.meta)}::jsonb[], ${txRows.map((r) => (r.created_at as Date).toISOString())}::timestamptz[])
+    ),
+    new_postings as (
+      insert into wallet.postings (holder, name, currency, seq, transaction_id, player_id, amount, balance_after, created_at, prev_hash, hash)
+      select h, n, c, s, t, p, a, b, ${stamp}::timestamptz, ph, hh from unnest(
+        ${postingRows.map((r) => r.holder)}::uuid[], ${postingRows.map((r) => r.name)}::text[], ${postingRows.map((r) => r.currency)}::bpchar[], ${postingRows.map((r) => str(r.seq))}::int8[],
+        ${postingRows.map((r) => r.tx)}::uuid[], ${postingRows.map((r) => r.player)}::uuid[], ${postingRows.map((r) => str(r.amount))}::int8[], ${postingRows.map((r) => str(r.after))}::int8[],
+        ${postingRows.map((r) => r.prev)}::text[], ${postingRows.map((r) => r.hash)}::text[]) as t(h, n, c, s, t, p, a, b, ph, hh)
+    ),
+    balances as (
+      update wallet.accounts a set balance = v.b, last_seq = v.s, last_hash = v.h, updated_at = ${stamp}::timestamptz
+      from unnest(${changed.map((c) => c.state.key.holder)}::uuid[], ${changed.map((c) => c.state.key.name)}::text[], ${changed.map((c) => c.state.key.currency)}::bpchar[],
+                  ${changed.map((c) => str(c.state.balance))}::int8[], ${changed.map((c) => str(c.state.lastSeq))}::int8[], ${changed.map((c) => c.state.lastHash)}::text[],
+                  ${changed.map((c) => str(c.expectedSeq))}::int8[]) as v(holder, name, currency, b, s, h, e)
+      where a.holder = v.holder and a.name = v.name and a.currency = v.currency and a.last_seq = v.e
+      returning 1
+    ),
+    guarded as (
+      select 1 from wallet.accounts a
+      join unnest(${guarded.map((g) => g.key.holder)}::uuid[], ${guarded.map((g) => g.key.name)}::text[], ${guarded.map((g) => g.key.currency)}::bpchar[], ${guarded.map((g) => str(g.lastSeq))}::int8[]) as v(holder, name, currency, e)
+        on a.holder = v.holder and a.name = v.name and a.currency = v.currency
+      where a.last_seq = v.e
+      for share of a
+    ),
+    new_tombstones as (
+      insert into wallet.idempotency (scope, key, request_hash, player_id, outcome)
+      select * from unnest(${closedKeys.map((t) => t.scope)}::text[], ${closedKeys.map((t) => t.key)}::text[], ${closedKeys.map(() => TOMBSTONE)}::text[],
+                           ${closedKeys.map((t) => t.player)}::uuid[], ${closedKeys.map((t) => JSON.stringify(t.outcome))}::jsonb[])
+      on conflict (scope, key) do nothing
+    ),
+    answers as (
+      insert into wallet.idempotency (scope, key, request_hash, player_id, outcome)
+      select s, k, h, p, o from unnest(${answers.map((o) => o.scope)}::text[], ${answers.map((o) => o.key)}::text[], ${answers.map((o) => o.hash)}::text[],
+                                       ${answers.map((o) => o.player)}::uuid[], ${answers.map((o) => JSON.stringify(o.outcome))}::jsonb[]) with ordinality as t(s, k, h, p, o, n)
+      order by n
+      on conflict (scope, key) do nothing
+      returning 1
+    ),
+    new_events as (${outboxInsert(plan.events, at)})
+    select wallet.batch_check(
+      (select count(*) from balances) = ${changed.length}
+      and (select count(*) from guarded) = ${guarded.length}
+      and (select count(*) from answers) = ${answers.length}) as ok`;
+}
+
+/**
+ * A lane's memory of the ledger as it last left it: the wallets of its recent players
+ * (all wallet types of a currency, or none), its house shard's accounts, and recent
+ * bets (immutable, so a cached bet is always right). Entries come only from committed
+ * batches; the fast path's statement checks them, so a stale entry costs a retry on
+ * the locked path, never a wrong posting.
+ */
+export class LaneCache {
+  readonly #players: LRUCache<string, Map<string, AccountState>>;
+  readonly #bets: LRUCache<string, LedgerTransaction>;
+  readonly #answers: LRUCache<string, { hash: string; outcome: Outcome }>;
+  readonly #house = new Map<string, AccountState>();
+  readonly #walletTypes: readonly string[];
+
+  constructor(walletTypes: readonly string[], maxPlayers: number) {
+    this.#walletTypes = walletTypes;
+    this.#players = new LRUCache({ max: Math.max(1, maxPlayers) });
+    this.#bets = new LRUCache({ max: Math.max(1, maxPlayers) * 4 });
+    this.#answers = new LRUCache({ max: Math.max(1, maxPlayers) * 8 });
   }
-  if (events.length > 0) await writeToOutbox(trx, events);
-  return { results: results as CommandResult[], events: events.length };
+
+  /** The first answer of a key this lane wrote or read (keys are written once, so it stays right). */
+  answer(c: LedgerCommand): CommandResult | undefined {
+    const stored = this.#answers.get(keyOf(c));
+    return stored ? answerFor(c, stored) : undefined;
+  }
+
+  /** Copies of a player's wallets in a currency (every wallet type), if cached. */
+  wallets(playerId: string, currency: string): AccountState[] | undefined {
+    const wallets = this.#players.get(`${playerId}|${currency}`);
+    return wallets ? [...wallets.values()].map((s) => ({ ...s })) : undefined;
+  }
+
+  /** A copy of a house account, or of a player's wallet, if cached. */
+  account(key: AccountKey): AccountState | undefined {
+    const state = this.#house.get(accountId(key)) ?? this.#players.get(`${key.holder}|${key.currency}`)?.get(key.name);
+    return state ? { ...state } : undefined;
+  }
+
+  bet(playerId: string, provider: string, externalRef: string): LedgerTransaction | undefined {
+    return this.#bets.get(refKey(playerId, provider, externalRef));
+  }
+
+  /** Whether an account is cached; name `*`: whether all of a player's wallets in the currency are. */
+  has(key: AccountKey): boolean {
+    if (this.#house.has(accountId(key))) return true;
+    const wallets = this.#players.peek(`${key.holder}|${key.currency}`);
+    return wallets !== undefined && (key.name === '*' || wallets.has(key.name));
+  }
+
+  /** After a commit: the account states the batch left, and its transactions. */
+  learn(learned: Learned): void {
+    const byPlayer = new Map<string, AccountState[]>();
+    for (const state of learned.accounts) {
+      const copy = { ...state };
+      if (state.kind === 'house') {
+        this.#house.set(accountId(state.key), copy);
+        continue;
+      }
+      const key = `${state.key.holder}|${state.key.currency}`;
+      byPlayer.set(key, [...(byPlayer.get(key) ?? []), copy]);
+    }
+    for (const [key, states] of byPlayer) {
+      const wallets = this.#players.get(key);
+      if (wallets) {
+        for (const s of states) wallets.set(s.key.name, s);
+      } else if (this.#walletTypes.every((name) => states.some((s) => s.key.name === name))) {
+        this.#players.set(key, new Map(states.map((s) => [s.key.name, s])));
+      }
+    }
+    for (const tx of learned.transactions) {
+      if (tx.type === 'bet' && tx.provider && tx.externalRef) this.#bets.set(refKey(tx.playerId, tx.provider, tx.externalRef), tx);
+    }
+    for (const a of learned.answers) this.#answers.set(`${a.scope}\u0000${a.key}`, { hash: a.hash, outcome: a.outcome });
+  }
+
+  /** Forgets what a failed fast-path batch assumed: its players' wallets and the house accounts. */
+  forget(commands: readonly LedgerCommand[]): void {
+    for (const c of commands) this.#players.delete(`${c.playerId}|${c.currency}`);
+    this.#house.clear();
+  }
 }
 
 /** The request hash of a key that a rollback closed before its bet arrived: any request with it is refused. */

@@ -176,3 +176,20 @@ migrations.push({
     drop index wallet.transactions_type;
   `,
 });
+
+migrations.push({
+  name: '0005_batch_check',
+  sql: `
+    -- A ledger batch is one statement that checks its own assumptions (account sequences
+    -- as planned, keys not answered before): this raises when one failed, undoing it all.
+    create function wallet.batch_check(ok boolean) returns boolean language plpgsql as $$
+    begin
+      if not ok then
+        raise exception 'WALLET_BATCH_STALE: an account moved or a key was answered since the batch was planned'
+          using errcode = 'serialization_failure';
+      end if;
+      return true;
+    end;
+    $$;
+  `,
+});

@@ -208,6 +208,7 @@ export function rollback(input: RollbackInput): LedgerCommand {
     idempotency: input.idempotency,
     accounts: [game],
     refs: [{ provider: input.provider, externalRef: input.betRef }],
+    needsHistory: true,
     get tombstones() {
       return unknownBet ? [{ scope: input.idempotency.scope, key: input.betRef, outcome: refused }] : [];
     },

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Histogram } from 'prom-client';
+import { Counter, Histogram } from 'prom-client';
 import { tablesOf } from '../../platform/db/database.ts';
 import { hasPermission, type RequestContext } from '../../platform/auth/principal.ts';
 import { platformErrors } from '../../platform/errors.ts';
@@ -97,11 +97,19 @@ export class WalletService {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
       registers: [metrics.registry],
     });
+    const paths = new Counter({
+      name: 'pitboss_ledger_batches_total',
+      help: 'Ledger batches committed, by path: fast (planned from the lane cache, one statement) or locked (read and lock first).',
+      labelNames: ['path'],
+      registers: [metrics.registry],
+    });
     this.#engine = new LedgerEngine(this.#kernel.database, {
-      observe: (size, seconds) => {
+      observe: (size, seconds, path) => {
         sizes.observe(size);
         durations.observe(seconds);
+        paths.inc({ path });
       },
+      cachedPlayers: config.walletLaneCachePlayers,
       maxBatch: config.walletMaxBatch,
       writers: config.walletWriters,
       walletTypes: this.#walletNames,

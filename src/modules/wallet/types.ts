@@ -109,6 +109,11 @@ export interface LedgerCommand {
   readonly accounts: readonly AccountKey[];
   /** Provider references the plan looks up (a bet for a win or rollback). */
   readonly refs?: readonly { provider: string; externalRef: string }[];
+  /**
+   * The plan reads every transaction that refers to its references (a rollback must know
+   * whether its bet was rolled back already): it always takes the ledger's locked path.
+   */
+  readonly needsHistory?: boolean;
   /** Idempotency keys this command writes as refusals, e.g. the rolled-back bet a late bet must not pass. */
   readonly tombstones?: readonly { scope: string; key: string; outcome: Outcome }[];
   plan(ctx: PlanContext): Plan;

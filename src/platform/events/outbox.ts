@@ -1,3 +1,4 @@
+import { sql, type RawBuilder } from 'kysely';
 import { newId } from '../ids.ts';
 import type { Db, Trx } from '../db/database.ts';
 import type { EventEnvelope, EventType, NewEvent } from './types.ts';
@@ -30,6 +31,19 @@ export async function writeToOutbox(trx: Trx, events: readonly NewEvent[]): Prom
     )
     .execute();
   return envelopes;
+}
+
+/**
+ * The outbox insert as one SQL statement, for a caller that writes a whole batch in one
+ * statement (a data-modifying CTE): the events commit exactly when that statement does.
+ */
+export function outboxInsert(events: readonly NewEvent[], at: Date): RawBuilder<unknown> {
+  return sql`
+    insert into platform.outbox (id, type, version, occurred_at, player_id, payload)
+    select i, t, v, ${at.toISOString()}::timestamptz, p, d
+    from unnest(${events.map(() => newId())}::uuid[], ${events.map((e) => e.type)}::text[], ${events.map((e) => e.version ?? 1)}::int4[],
+                ${events.map((e) => e.playerId)}::uuid[], ${events.map((e) => JSON.stringify(e.payload))}::jsonb[]) with ordinality as x(i, t, v, p, d, n)
+    order by n`;
 }
 
 export interface OutboxRow {
