@@ -307,6 +307,28 @@ for (const { kind, skip } of await databaseKinds()) {
         assert.equal(await oauthError(oidc.refreshTokenGrant(h.config, kept.refresh_token!)), 'invalid_grant');
       });
 
+      it('signing out at the provider ends the session: it is listed as signed out and its refresh token stops', async () => {
+        const player = await h.newPlayer();
+        const s = await h.signIn(player);
+        const other = await h.signIn(player, SAFARI);
+        const end = oidc.buildEndSessionUrl(h.config, { id_token_hint: s.tokens.id_token! });
+        const confirm = await s.browser.request(end.href);
+        const xsrf = /name="xsrf" value="([^"]+)"/.exec(confirm.body)?.[1];
+        assert.ok(xsrf, confirm.body);
+        const out = await s.browser.request(new URL(formAction(confirm.body)!, h.base).href, { form: { xsrf, logout: 'yes' } });
+        assert.ok([200, 303].includes(out.status), `${out.status}`);
+        let ended: { id: string; endReason: string | null }[] = [];
+        for (let i = 0; i < 50; i++) {
+          const res = await h.call('GET', '/v1/identity/sessions?includeEnded=true', other.tokens.access_token);
+          ended = ((await res.json()) as { items: { id: string; endReason: string | null }[] }).items;
+          if (ended.find((e) => e.id === s.sid)?.endReason) break;
+          await sleep(20);
+        }
+        assert.equal(ended.find((e) => e.id === s.sid)?.endReason, 'signed_out');
+        assert.equal(await oauthError(oidc.refreshTokenGrant(h.config, s.tokens.refresh_token!)), 'invalid_grant');
+        assert.equal(ended.find((e) => e.id === other.sid)?.endReason, null, 'the other session lives');
+      });
+
       it('staff with the permission list and end a player’s sessions; without it they are refused', async () => {
         const player = await h.newPlayer();
         const s = await h.signIn(player);
@@ -314,6 +336,10 @@ for (const { kind, skip } of await databaseKinds()) {
         const list = await h.call('GET', `/v1/identity/players/${player.id}/sessions`, admin);
         assert.equal(list.status, 200);
         assert.deepEqual(((await list.json()) as { items: { id: string; current: boolean }[] }).items.map((i) => [i.id, i.current]), [[s.sid, false]]);
+        // Support sees it with the address masked (no pii.read).
+        const support = await app.staffToken(['support']);
+        const masked = (await (await h.call('GET', `/v1/identity/players/${player.id}/sessions`, support)).json()) as { items: { sourceIp: string }[] };
+        assert.equal(masked.items[0]!.sourceIp, '1******1');
         const plain = await app.staffToken([]);
         assert.equal((await h.call('GET', `/v1/identity/players/${player.id}/sessions`, plain)).status, 403);
         assert.equal((await h.call('DELETE', `/v1/identity/players/${player.id}/sessions/${s.sid}`, plain)).status, 403);

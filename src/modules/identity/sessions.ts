@@ -1,4 +1,5 @@
 import { hasPermission, type RequestContext } from '../../platform/auth/principal.ts';
+import { canSeePii, maskText } from '../../platform/auth/pii.ts';
 import { platformErrors } from '../../platform/errors.ts';
 import { tablesOf } from '../../platform/db/database.ts';
 import type { Kernel, UnitOfWork } from '../../platform/module.ts';
@@ -129,6 +130,9 @@ export class SessionService {
     const current = ctx.principal.kind === 'player' ? ctx.principal.sid : undefined;
     const records = await listSessions(this.#db, account, options);
     const now = new Date();
+    // Addresses and user agents are personal data: staff without pii.read see them masked.
+    const pii = canSeePii(ctx.principal, account);
+    const masked = (value: string | null) => (value === null || pii ? value : maskText(value));
     // A session past a timeout that nobody has touched since is shown as ended (it is ended at its next use).
     return records.map((r) => {
       const timedOut = r.endedAt
@@ -142,8 +146,8 @@ export class SessionService {
         id: r.id,
         current: r.id === current,
         device: r.device,
-        userAgent: r.userAgent,
-        sourceIp: r.sourceIp,
+        userAgent: masked(r.userAgent),
+        sourceIp: masked(r.sourceIp),
         clients: r.clientIds,
         acr: r.acr,
         amr: r.amr,
