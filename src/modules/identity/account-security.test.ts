@@ -512,6 +512,16 @@ for (const { kind, skip } of await databaseKinds()) {
         await sleep(200);
         assert.equal((await resetEmails(player.id, 3)).length, 3, 'no fourth email within the window');
 
+        // Malformed requests: 400, and nothing is sent.
+        for (const body of [{}, { login: '' }, { login: player.login, extra: 1 }, { login: 7 }]) {
+          const res = await h.call('POST', '/v1/identity/password/reset-requests', undefined, body);
+          assert.equal(res.status, 400, JSON.stringify(body));
+          assert.equal(((await res.json()) as { code: string }).code, 'VALIDATION_FAILED');
+        }
+        const empty = await new Browser().request(`${h.base}/password-reset`, { form: { token, password: '', confirm: '' } });
+        assert.equal(empty.status, 400);
+        assert.match(empty.body, /Enter a new password/);
+
         let limited: Response | undefined;
         for (let i = 0; i < 20 && !limited; i++) {
           const res = await ask(`someone-${i}@example.com`);
