@@ -62,7 +62,8 @@ describe('wallet: kill -9 under load, restart, retry unanswered requests', { ski
       const reg = await call(`${server.url}/v1/players`, 'POST', registration());
       assert.equal(reg.status, 201, reg.body);
       const id = (JSON.parse(reg.body) as { id: string }).id;
-      const token = (await runtime.kernel.tokens.issue({ kind: 'player', id }, 900)).token;
+      // A fresh sign-in: withdrawals need one (step-up).
+      const token = (await runtime.kernel.tokens.issue({ kind: 'player', id, auth: { authTime: Math.floor(Date.now() / 1000), acr: 'urn:pitboss:acr:1fa', amr: ['pwd'] } }, 900)).token;
       const dep = await call(`${server.url}/v1/players/${id}/deposits`, 'POST', { amount: '500.00', currency: 'EUR' }, { authorization: `Bearer ${token}`, 'idempotency-key': `fund-${id}` });
       assert.equal(dep.status, 201, dep.body);
       const paymentId = (JSON.parse(dep.body) as { id: string }).id;

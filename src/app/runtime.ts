@@ -149,6 +149,7 @@ export async function createServer(runtime: Runtime): Promise<Server> {
     logger,
     metrics: kernel.metrics,
     tokens: kernel.tokens,
+    authPolicy: kernel.authPolicy,
     publicUrl: config.publicUrl ?? 'http://localhost:8080',
     version: VERSION,
     readiness,

@@ -54,6 +54,7 @@ export const platformErrors = defineErrors({
   VALIDATION_FAILED: { status: 400, message: 'The request is not valid.' },
   MALFORMED_REQUEST: { status: 400, message: 'The request body could not be parsed.' },
   UNAUTHENTICATED: { status: 401, message: 'A valid bearer token is required.' },
+  STEP_UP_REQUIRED: { status: 401, message: 'This operation needs a fresh sign-in (and the second factor when the account has one); WWW-Authenticate says what to ask for.' },
   FORBIDDEN: { status: 403, message: 'The caller lacks the permission for this operation.' },
   NOT_FOUND: { status: 404, message: 'No such resource.' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'The method is not allowed on this resource.' },

@@ -3,6 +3,7 @@ import { appendAudit } from './audit/audit.ts';
 import { KeyStore } from './auth/keys.ts';
 import type { RequestContext } from './auth/principal.ts';
 import { TokenService } from './auth/tokens.ts';
+import { AuthPolicy } from './auth/step-up.ts';
 import type { Cache } from './cache/cache.ts';
 import { oidcIssuer, type Config } from './config.ts';
 import type { Database } from './db/database.ts';
@@ -31,6 +32,7 @@ export function createKernel(deps: KernelDeps): Kernel & { setOnEventsCommitted(
   const tokens = new TokenService(keys, deps.config.publicUrl ?? 'http://localhost:8080', deps.config.accessTokenTtlSeconds, {
     trustedIssuers: [oidcIssuer(deps.config)],
   });
+  const authPolicy = new AuthPolicy({ stepUpMaxAgeSeconds: deps.config.stepUpMaxAgeSeconds });
   const local = new LocalMessageGateway(tablesOf<MessageTables>(deps.database.db));
   // SMS and email gateways other than the local one are configured here as they are built.
   const messages = routedMessages({ sms: local, email: local });
@@ -63,6 +65,7 @@ export function createKernel(deps: KernelDeps): Kernel & { setOnEventsCommitted(
     messages,
     keys,
     tokens,
+    authPolicy,
     transaction,
     notifyEventsCommitted: () => onEvents(),
     setOnEventsCommitted(fn) {

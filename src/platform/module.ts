@@ -10,6 +10,7 @@ import type { AuditEntry } from './audit/audit.ts';
 import type { RequestContext } from './auth/principal.ts';
 import type { KeyStore } from './auth/keys.ts';
 import type { TokenService } from './auth/tokens.ts';
+import type { AuthPolicy } from './auth/step-up.ts';
 import type { Metrics } from './telemetry/metrics.ts';
 import type { HttpApp } from './http/types.ts';
 import type { Messages } from './messages/messages.ts';
@@ -31,6 +32,8 @@ export interface Kernel {
   readonly logger: Logger;
   readonly keys: KeyStore;
   readonly tokens: TokenService;
+  /** Step-up and session hooks the HTTP edge consults (registered by the identity module). */
+  readonly authPolicy: AuthPolicy;
   readonly metrics: Metrics;
   /** Outgoing SMS and email, each channel through its configured gateway. */
   readonly messages: Messages;

@@ -1,5 +1,5 @@
 import { createRuntime, createServer, type Server } from '../../src/app/runtime.ts';
-import { systemContext } from '../../src/platform/auth/principal.ts';
+import { systemContext, type Authentication } from '../../src/platform/auth/principal.ts';
 import { createTestDatabase, testConfig, type DatabaseKind, type TestDatabase } from './databases.ts';
 
 export interface TestApp {
@@ -7,7 +7,8 @@ export interface TestApp {
   readonly db: TestDatabase;
   /** An access token for a new staff member with these roles. */
   staffToken(roles: string[]): Promise<string>;
-  playerToken(playerId: string): Promise<string>;
+  /** A player's token as from a fresh password sign-in (auth_time now, acr 1fa, amr pwd); `auth` overrides. */
+  playerToken(playerId: string, auth?: Authentication): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -25,8 +26,9 @@ export async function startTestApp(kind: DatabaseKind, env: Record<string, strin
       await runtime.staff.createStaff(systemContext('test'), { email, roles });
       return (await runtime.staff.issueToken(email, 900)).token;
     },
-    async playerToken(playerId) {
-      return (await runtime.kernel.tokens.issue({ kind: 'player', id: playerId }, 900)).token;
+    async playerToken(playerId, auth) {
+      const fresh: Authentication = { authTime: Math.floor(Date.now() / 1000), acr: 'urn:pitboss:acr:1fa', amr: ['pwd'] };
+      return (await runtime.kernel.tokens.issue({ kind: 'player', id: playerId, auth: { ...fresh, ...auth } }, 900)).token;
     },
     async close() {
       await server.shutdown();

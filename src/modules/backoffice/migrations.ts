@@ -39,4 +39,15 @@ export const migrations: Migration[] = [
         ('marketing', 'players.read');
     `,
   },
+  {
+    name: '0002_session_permissions',
+    sql: `
+      -- Support sees a player's sessions (masked addresses) and signs them out (account
+      -- takeover); compliance sees them with addresses.
+      insert into backoffice.role_permissions (role, permission) values
+        ('support', 'identity.sessions.read'), ('support', 'identity.sessions.manage'),
+        ('compliance', 'identity.sessions.read')
+      on conflict do nothing;
+    `,
+  },
 ];

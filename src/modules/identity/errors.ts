@@ -9,6 +9,15 @@ export const fail = defineErrors({
   MFA_TOTP_ALREADY_ENABLED: { status: 409, message: 'An authenticator app is already enabled for this account.' },
   MFA_TOTP_NOT_STARTED: { status: 409, message: 'No authenticator app enrolment is waiting for confirmation; start one first.' },
   MFA_CODE_INVALID: { status: 400, message: 'The code is not correct or has expired.' },
+  SESSION_NOT_FOUND: { status: 404, message: 'No such session of this player.' },
+  SESSION_ALREADY_ENDED: { status: 409, message: 'The session has already ended.' },
+  SESSIONS_PLAYERS_ONLY: { status: 403, message: "Only a signed-in player has their own sessions; staff name the player (/v1/identity/players/{id}/sessions)." },
+  SESSION_CURRENT_UNKNOWN: { status: 409, message: 'The token names no session to keep (it was not issued by the sign-in flow); ask without keepCurrent.' },
+  PASSWORD_PLAYERS_ONLY: { status: 403, message: 'Only a signed-in player can change their own password or email.' },
+  PASSWORD_INCORRECT: { status: 400, message: 'The current password is not correct.' },
+  PASSWORD_UNCHANGED: { status: 409, message: 'The new password is the current one.' },
+  PASSWORD_RESET_TOKEN_INVALID: { status: 400, message: 'This password reset link is not valid: it was mistyped, replaced by a newer one, or already used. Ask for a new one.' },
+  PASSWORD_RESET_TOKEN_EXPIRED: { status: 410, message: 'This password reset link has expired. Ask for a new one.' },
 });
 
 /** Field error codes of a client registration (reported together as VALIDATION_FAILED). */

@@ -37,6 +37,37 @@ const TokenReuseDetected = Type.Object({
   token: Type.Enum(['refresh_token', 'authorization_code']),
 });
 
+const By = Type.Enum(['player', 'staff'], { description: 'Who ended it: the player, or staff on their behalf.' });
+
+const SessionRevoked = Type.Object({
+  playerId: Type.String({ format: 'uuid' }),
+  sessionId: Type.String(),
+  reason: Type.Enum(['revoked', 'revoked_by_staff']),
+  by: By,
+});
+
+const SessionsRevokedAll = Type.Object({
+  playerId: Type.String({ format: 'uuid' }),
+  sessionIds: Type.Array(Type.String()),
+  keptSessionId: Type.Union([Type.String(), Type.Null()], { description: 'The session that asked, when it asked to stay signed in.' }),
+  by: By,
+});
+
+const PasswordChanged = Type.Object({
+  playerId: Type.String({ format: 'uuid' }),
+  endedSessionIds: Type.Array(Type.String(), { description: 'Every other session of the player, ended with its refresh tokens.' }),
+});
+
+const PasswordResetRequested = Type.Object({
+  playerId: Type.String({ format: 'uuid' }),
+  expiresAt: Type.String({ format: 'date-time' }),
+});
+
+const PasswordResetCompleted = Type.Object({
+  playerId: Type.String({ format: 'uuid' }),
+  endedSessionIds: Type.Array(Type.String(), { description: 'Every session of the player, ended with its refresh tokens.' }),
+});
+
 declare module '../../platform/events/types.ts' {
   interface EventMap {
     'identity.sign_in.succeeded': Static<typeof SignInSucceeded>;
@@ -44,6 +75,11 @@ declare module '../../platform/events/types.ts' {
     'identity.sign_in.locked': Static<typeof SignInLocked>;
     'identity.mfa.enrolled': Static<typeof MfaEnrolled>;
     'identity.token.reuse_detected': Static<typeof TokenReuseDetected>;
+    'identity.session.revoked': Static<typeof SessionRevoked>;
+    'identity.sessions.revoked_all': Static<typeof SessionsRevokedAll>;
+    'identity.password.changed': Static<typeof PasswordChanged>;
+    'identity.password.reset_requested': Static<typeof PasswordResetRequested>;
+    'identity.password.reset_completed': Static<typeof PasswordResetCompleted>;
   }
 }
 
@@ -69,4 +105,21 @@ export const events: EventCatalogue = {
     description: 'A used refresh token or authorization code was presented again; everything issued under its grant was revoked.',
     payload: TokenReuseDetected,
   },
+  'identity.session.revoked': {
+    version: 1,
+    description: 'A sign-in session was ended by the player (or staff): the provider session and its refresh tokens are gone, its access tokens are refused.',
+    payload: SessionRevoked,
+  },
+  'identity.sessions.revoked_all': {
+    version: 1,
+    description: 'A player (or staff) signed the player out everywhere, the current session kept when asked.',
+    payload: SessionsRevokedAll,
+  },
+  'identity.password.changed': { version: 1, description: 'A signed-in player changed their password; their other sessions ended.', payload: PasswordChanged },
+  'identity.password.reset_requested': {
+    version: 1,
+    description: 'A password reset link was emailed to a player (requests for unknown accounts, and throttled ones, emit nothing).',
+    payload: PasswordResetRequested,
+  },
+  'identity.password.reset_completed': { version: 1, description: 'A player set a new password with a reset link; every session of theirs ended.', payload: PasswordResetCompleted },
 };

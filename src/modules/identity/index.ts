@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { anonymous } from '../../platform/auth/principal.ts';
 import { ConfigError, oidcIssuer } from '../../platform/config.ts';
 import { tablesOf } from '../../platform/db/database.ts';
 import { defineModule } from '../../platform/module.ts';
@@ -15,6 +16,8 @@ import { IdentityService } from './service.ts';
 import { sharedSecret, type IdentityTables } from './store.ts';
 import { SignInThrottle } from './throttle.ts';
 import { TotpService } from './totp.ts';
+import { SESSION_PERMISSIONS, SessionService } from './sessions.ts';
+import { PasswordService } from './passwords.ts';
 
 export type { ClientService, CreatedClient, GrantType, NewClient } from './clients.ts';
 export type { ClientRecord } from './store.ts';
@@ -36,6 +39,8 @@ export const identityModule = defineModule<IdentityApi>({
   permissions: {
     [PERMISSIONS.readClients]: 'See registered OAuth2 clients (never their secrets).',
     [PERMISSIONS.manageClients]: 'Register OAuth2 clients, disable them and rotate their secrets.',
+    [SESSION_PERMISSIONS.read]: "See a player's sign-in sessions (devices, addresses, last use).",
+    [SESSION_PERMISSIONS.manage]: "End a player's sign-in sessions (one, or all).",
   },
   create(kernel, use) {
     const { config } = kernel;
@@ -56,6 +61,13 @@ export const identityModule = defineModule<IdentityApi>({
     });
     const totp = new TotpService(kernel, db);
     const identity = new IdentityService(kernel, accounts, throttle, totp);
+    const sessions = new SessionService(kernel, db);
+    const passwords = new PasswordService(kernel, db, use(playersModule), sessions);
+    // The platform's step-up guard asks whether a player has a second factor (the other
+    // factors' modules add their checks the same way), and its bearer check whether a
+    // token's session has ended.
+    kernel.authPolicy.addSecondFactorCheck((playerId) => totp.isEnabled(playerId));
+    kernel.authPolicy.setSessionEndedCheck((sessionId) => sessions.isEnded(sessionId));
     const host = new ProviderHost({
       issuer,
       db,
@@ -69,6 +81,12 @@ export const identityModule = defineModule<IdentityApi>({
       logger: kernel.logger,
       onTokenReuse: (reuse) => {
         identity.recordTokenReuse(reuse).catch((err: unknown) => kernel.logger.error({ err }, 'recording a token reuse failed'));
+      },
+      sessions: {
+        record: (sighting) => sessions.record(sighting),
+        usable: (sessionId, options) => sessions.usable(sessionId, options),
+        signedOut: (sessionId, requestId, sourceIp) => sessions.signedOut({ principal: anonymous, requestId, sourceIp }, sessionId),
+        hasSecondFactor: (accountId) => kernel.authPolicy.hasSecondFactor(accountId),
       },
     });
     let timer: NodeJS.Timeout | undefined;
@@ -85,6 +103,7 @@ export const identityModule = defineModule<IdentityApi>({
           const login = (await accounts.find(playerId))?.claims.preferred_username;
           return typeof login === 'string' ? login : playerId;
         },
+        account: { sessions, passwords, players: use(playersModule) },
       }),
       start: async () => {
         await host.provider();

@@ -74,4 +74,46 @@ export const migrations: Migration[] = [
       );
     `,
   },
+  {
+    name: '0005_sessions_passwords',
+    sql: `
+      -- Sign-in sessions as the player sees them (devices): one row per provider session,
+      -- keyed by its uid (the \`sid\` claim of access tokens). The clients and grants it
+      -- started are listed so that ending it revokes their refresh tokens; an ended
+      -- session keeps its row with when and why.
+      create table identity.sessions (
+        id text primary key,
+        account_id text not null,
+        client_ids jsonb not null default '[]',
+        grant_ids jsonb not null default '[]',
+        user_agent text,
+        device text,
+        source_ip text,
+        acr text,
+        amr jsonb not null default '[]',
+        signed_in_at timestamptz not null,
+        created_at timestamptz not null default now(),
+        last_used_at timestamptz not null,
+        ended_at timestamptz,
+        end_reason text check (end_reason in ('signed_out', 'revoked', 'revoked_all', 'revoked_by_staff', 'password_changed', 'password_reset', 'idle_timeout', 'absolute_timeout')),
+        constraint sessions_ended_with_reason check ((ended_at is null) = (end_reason is null))
+      );
+      create index sessions_account on identity.sessions (account_id, last_used_at desc);
+
+      -- Tokens the provider stores that name their session (refresh tokens, codes).
+      create index oidc_payloads_session on identity.oidc_payloads ((payload->>'sessionUid')) where payload->>'sessionUid' is not null;
+
+      -- Password reset links: the token's SHA-256 (256 random bits: a slow hash adds
+      -- nothing), single use, expiring; a newer request supersedes the older ones.
+      create table identity.password_resets (
+        token_hash text primary key,
+        account_id text not null,
+        created_at timestamptz not null default now(),
+        expires_at timestamptz not null,
+        used_at timestamptz,
+        superseded_at timestamptz
+      );
+      create index password_resets_account on identity.password_resets (account_id, created_at desc);
+    `,
+  },
 ];

@@ -24,7 +24,7 @@ const STYLE = `
   .secondary { background: transparent; }
 `;
 
-function layout(title: string, body: string): Page {
+export function layout(title: string, body: string): Page {
   const nonce = randomBytes(16).toString('base64');
   const html = `<!DOCTYPE html>
 <html lang="en">

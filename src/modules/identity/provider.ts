@@ -1,6 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Kysely } from 'kysely';
-import Provider, { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import Provider, { errors, interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from 'pino';
 import type { KeyStore } from '../../platform/auth/keys.ts';
 import { ACCESS_TOKEN_AUDIENCE } from '../../platform/auth/tokens.ts';
@@ -10,6 +11,8 @@ import { adapterFactory } from './oidc-adapter.ts';
 import { messagePage, signOutPage } from './pages.ts';
 import { ACR, API_RESOURCE, API_SCOPE_METADATA, apiScopes, OIDC_SCOPES } from './scopes.ts';
 import type { IdentityTables } from './store.ts';
+import type { SessionSighting } from './sessions-store.ts';
+import { deviceLabel } from './device.ts';
 
 /** Where the provider sends the browser to sign in; the sign-in routes serve it. */
 export const SIGN_IN_PATH = '/sign-in';
@@ -26,6 +29,17 @@ export interface TokenReuse {
   readonly sourceIp: string | null;
 }
 
+/** What the provider asks of identity's session records (sessions.ts) and second factors. */
+export interface SessionHooks {
+  /** A client was authorized in a session (after a sign-in in it, or silently). */
+  record(sighting: SessionSighting): Promise<void>;
+  /** May the session be used now (not ended, not past a timeout)? `use` counts it as activity. */
+  usable(sessionId: string, options: { use: boolean }): Promise<boolean>;
+  /** The player signed out of the session at the provider. */
+  signedOut(sessionId: string, requestId: string | null, sourceIp: string | null): Promise<void>;
+  hasSecondFactor(accountId: string): Promise<boolean>;
+}
+
 export interface ProviderOptions {
   readonly issuer: string;
   readonly db: Kysely<IdentityTables>;
@@ -40,6 +54,7 @@ export interface ProviderOptions {
   readonly proxy: boolean;
   readonly logger: Logger;
   readonly onTokenReuse: (reuse: TokenReuse) => void;
+  readonly sessions?: SessionHooks;
 }
 
 const page = (ctx: KoaContextWithOIDC, built: { html: string; headers: Readonly<Record<string, string>> }) => {
@@ -126,9 +141,14 @@ function configuration(options: ProviderOptions, jwks: Configuration['jwks'], co
         };
       }
       const source = ctx.oidc.entities.AuthorizationCode ?? ctx.oidc.entities.RefreshToken;
-      return { kind: 'player', auth_time: source?.authTime, acr: source?.acr, amr: source?.amr };
+      // `sid`: the Pitboss session id (the provider session's uid), which the session list marks as current.
+      return { kind: 'player', auth_time: source?.authTime, acr: source?.acr, amr: source?.amr, sid: source?.sessionUid };
     },
-    findAccount: async (_ctx, sub) => {
+    findAccount: async (_ctx, sub, token) => {
+      // A refresh is refused (invalid_grant) once its session has ended or timed out; it counts as use.
+      if (options.sessions && token?.kind === 'RefreshToken' && typeof token.sessionUid === 'string') {
+        if (!(await options.sessions.usable(token.sessionUid, { use: true }))) return undefined;
+      }
       const account = await accounts.find(sub);
       if (!account) return undefined;
       return { accountId: account.id, claims: async () => ({ sub: account.id, ...account.claims }) };
@@ -148,10 +168,24 @@ function configuration(options: ProviderOptions, jwks: Configuration['jwks'], co
         const asked = [...ctx.oidc.requestParamScopes].filter((s) => allowed.has(s));
         if (asked.length > 0) grant.addResourceScope(indicator, asked.join(' '));
       }
-      await grant.save();
+      const savedGrantId = await grant.save();
+      if (options.sessions) {
+        const userAgent = ctx.get('user-agent') || null;
+        const login = ctx.oidc.result?.login;
+        await options.sessions.record({
+          id: session.uid,
+          accountId: account.accountId,
+          clientId: client.clientId,
+          grantId: savedGrantId ?? null,
+          userAgent: userAgent?.slice(0, 500) ?? null,
+          device: deviceLabel(userAgent),
+          sourceIp: ctx.ip,
+          signedIn: login ? { at: new Date((session.loginTs ?? Math.floor(Date.now() / 1000)) * 1000), acr: session.acr ?? null, amr: session.amr ?? [] } : null,
+        });
+      }
       return grant;
     },
-    interactions: { url: async (_ctx, interaction) => `${SIGN_IN_PATH}/${interaction.uid}` },
+    interactions: { policy: policy(options), url: async (_ctx, interaction) => `${SIGN_IN_PATH}/${interaction.uid}` },
     renderError: async (ctx, out) => {
       page(ctx, messagePage('Sign-in failed', `${out.error}${out.error_description ? `: ${out.error_description}` : ''}. Go back to the app and try again.`));
     },
@@ -169,6 +203,46 @@ function configuration(options: ProviderOptions, jwks: Configuration['jwks'], co
       Grant: options.refreshTokenTtl + options.sessionTtl,
     },
   };
+}
+
+const { Check } = interactionPolicy;
+
+/**
+ * The provider's sign-in prompt, with two more reasons to ask for the password:
+ * the browser's session has ended (revoked, signed out elsewhere, past its idle or
+ * absolute timeout), and `acr_values` asks for two factors (a step-up) that the
+ * session's sign-in did not have while the account has a second factor. `max_age` and
+ * `prompt=login` are the provider's own checks.
+ */
+function policy(options: ProviderOptions) {
+  const prompts = interactionPolicy.base();
+  const login = prompts.get('login')!;
+  const hooks = options.sessions;
+  if (!hooks) return prompts;
+  login.checks.add(
+    new Check('session_ended', 'The sign-in session has ended', 'login_required', async (ctx) => {
+      const { session } = ctx.oidc;
+      if (!session?.accountId || ctx.oidc.result?.login) return Check.NO_NEED_TO_PROMPT;
+      if (await hooks.usable(session.uid, { use: true })) return Check.NO_NEED_TO_PROMPT;
+      // The browser starts a new session: this one's record stays ended, and the sign-in
+      // that follows gets a new session id (and no grant of the old one).
+      for (const key of ['accountId', 'loginTs', 'acr', 'amr', 'transient'] as const) delete (session as unknown as Record<string, unknown>)[key];
+      session.authorizations = {};
+      session.uid = randomUUID();
+      return Check.REQUEST_PROMPT;
+    }),
+    0,
+  );
+  login.checks.add(
+    new Check('acr_2fa', 'Two factors were asked for (acr_values)', 'login_required', async (ctx) => {
+      const { session, params } = ctx.oidc;
+      const asked = typeof params?.acr_values === 'string' ? params.acr_values.split(' ') : [];
+      if (!asked.includes(ACR.mfa) || !session?.accountId || ctx.oidc.result?.login) return Check.NO_NEED_TO_PROMPT;
+      if (session.acr === ACR.mfa) return Check.NO_NEED_TO_PROMPT;
+      return (await hooks.hasSecondFactor(session.accountId)) ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT;
+    }),
+  );
+  return prompts;
 }
 
 /** Builds a provider signing with the platform's current keys. */
@@ -197,6 +271,12 @@ async function build(options: ProviderOptions): Promise<Provider> {
       requestId: (ctx.req as IncomingMessage & { id?: string }).id ?? null,
       sourceIp: ctx.ip,
     });
+  });
+  provider.on('end_session.success', (ctx: KoaContextWithOIDC) => {
+    const uid = ctx.oidc.session?.uid;
+    if (!uid || !options.sessions) return;
+    const requestId = (ctx.req as IncomingMessage & { id?: string }).id ?? null;
+    options.sessions.signedOut(uid, requestId, ctx.ip).catch((err: unknown) => options.logger.error({ err }, 'recording a sign-out failed'));
   });
   provider.on('server_error', (_ctx: KoaContextWithOIDC, err: Error) => options.logger.error({ err }, 'OpenID Connect provider error'));
   return provider;

@@ -1,7 +1,7 @@
 import middie from '@fastify/middie';
 import { Type } from 'typebox';
 import type { Cache } from '../../platform/cache/cache.ts';
-import { contextOf, requireAuthenticated, requirePermission } from '../../platform/http/auth.ts';
+import { contextOf, requireAuthenticated, requirePermission, requireStepUp } from '../../platform/http/auth.ts';
 import { decodeCursor, encodeCursor, Page, PageQuery, problems } from '../../platform/http/schemas.ts';
 import type { HttpApp } from '../../platform/http/types.ts';
 import { GRANT_TYPES, PERMISSIONS, type ClientService } from './clients.ts';
@@ -10,6 +10,7 @@ import { fail } from './errors.ts';
 import type { IdentityService } from './service.ts';
 import { signInRoutes } from './sign-in-routes.ts';
 import type { TotpService } from './totp.ts';
+import { accountRoutes, type AccountRouteDeps } from './account-routes.ts';
 
 const tags = ['identity'];
 const bearer = [{ bearer: [] }];
@@ -62,9 +63,11 @@ export interface IdentityRouteDeps {
   readonly cache: Cache;
   /** The label of a player's entry in their authenticator app (their login). */
   readonly labelOf: (playerId: string) => Promise<string>;
+  /** Sessions, password and email changes, password reset (account-routes.ts). */
+  readonly account?: AccountRouteDeps;
 }
 
-export function identityRoutes({ host, issuerPath, clients, identity, totp, cache, labelOf }: IdentityRouteDeps) {
+export function identityRoutes({ host, issuerPath, clients, identity, totp, cache, labelOf, account }: IdentityRouteDeps) {
   return async (app: HttpApp): Promise<void> => {
     app.addSchema(Client);
 
@@ -81,6 +84,7 @@ export function identityRoutes({ host, issuerPath, clients, identity, totp, cach
     app.all(`${issuerPath}/*`, delegated, unreachable);
 
     await app.register(signInRoutes(host, identity, cache));
+    if (account) await app.register(accountRoutes(account));
 
     const playerOf = (request: { principal: { kind: string; id?: string } }): string => {
       if (request.principal.kind !== 'player' || !request.principal.id) throw fail('MFA_PLAYERS_ONLY');
@@ -90,7 +94,8 @@ export function identityRoutes({ host, issuerPath, clients, identity, totp, cach
     app.post(
       '/v1/identity/mfa/totp',
       {
-        preHandler: requireAuthenticated,
+        // A fresh sign-in (with the second factor once one exists): a stolen token must not add its own factor.
+        preHandler: [requireAuthenticated, requireStepUp()],
         schema: {
           tags,
           summary: 'Start enrolling an authenticator app (TOTP) for the signed-in player.',
@@ -116,7 +121,7 @@ export function identityRoutes({ host, issuerPath, clients, identity, totp, cach
     app.post(
       '/v1/identity/mfa/totp/confirm',
       {
-        preHandler: requireAuthenticated,
+        preHandler: [requireAuthenticated, requireStepUp()],
         schema: {
           tags,
           summary: 'Confirm the authenticator app with a first code; returns ten single-use recovery codes, shown only here.',

@@ -28,12 +28,52 @@ export interface OidcPayloadTable {
   consumed_at: Date | null;
 }
 
+/** Why a sign-in session ended. */
+export type SessionEndReason =
+  | 'signed_out'
+  | 'revoked'
+  | 'revoked_all'
+  | 'revoked_by_staff'
+  | 'password_changed'
+  | 'password_reset'
+  | 'idle_timeout'
+  | 'absolute_timeout';
+
+export interface SessionTable {
+  id: string;
+  account_id: string;
+  client_ids: string[] | string;
+  grant_ids: string[] | string;
+  user_agent: string | null;
+  device: string | null;
+  source_ip: string | null;
+  acr: string | null;
+  amr: string[] | string;
+  signed_in_at: Date;
+  created_at: Date;
+  last_used_at: Date;
+  ended_at: Date | null;
+  end_reason: SessionEndReason | null;
+}
+
+export interface PasswordResetTable {
+  token_hash: string;
+  account_id: string;
+  created_at: Date;
+  expires_at: Date;
+  used_at: Date | null;
+  /** Set when a newer request replaced it. */
+  superseded_at: Date | null;
+}
+
 export type IdentityTables = {
   'identity.clients': ClientTable;
   'identity.oidc_payloads': OidcPayloadTable;
   'identity.secrets': { name: string; value: string; created_at: Date };
   'identity.totp_factors': { account_id: string; secret: string; confirmed_at: Date | null; last_step: number | string | null; created_at: Date };
   'identity.recovery_codes': { account_id: string; code_hash: string; used_at: Date | null };
+  'identity.sessions': SessionTable;
+  'identity.password_resets': PasswordResetTable;
 };
 
 type Executor = Kysely<IdentityTables> | Transaction<IdentityTables>;

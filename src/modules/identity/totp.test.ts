@@ -131,7 +131,15 @@ for (const { kind, skip } of await databaseKinds()) {
       recoveryCodes = ((await confirmed.json()) as { recoveryCodes: string[] }).recoveryCodes;
       assert.equal(recoveryCodes.length, 10);
       assert.equal(new Set(recoveryCodes).size, 10);
-      assert.equal((await api('/v1/identity/mfa/totp')).status, 409);
+      // With a factor enabled, changing factors needs a two-factor sign-in (step-up): the
+      // password-only token is refused; a fresh two-factor one learns the factor is enabled.
+      const again = await api('/v1/identity/mfa/totp');
+      assert.equal(again.status, 401);
+      assert.equal(((await again.json()) as { code: string }).code, 'STEP_UP_REQUIRED');
+      assert.match(again.headers.get('www-authenticate') ?? '', /acr_values="urn:pitboss:acr:2fa"/);
+      const strong = await app.playerToken(player.id, { acr: 'urn:pitboss:acr:2fa', amr: ['pwd', 'otp', 'mfa'] });
+      const enabled = await fetch(`${base}/v1/identity/mfa/totp`, { method: 'POST', headers: { authorization: `Bearer ${strong}` } });
+      assert.equal(enabled.status, 409);
 
       const db = app.server.runtime.database.db;
       const stored = await sql<{ code_hash: string }>`select code_hash from identity.recovery_codes where account_id = ${player.id}`.execute(db);

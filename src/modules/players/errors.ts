@@ -2,6 +2,7 @@ import { defineErrors } from '../../platform/errors.ts';
 
 export const fail = defineErrors({
   PLAYER_EMAIL_TAKEN: { status: 409, message: 'A player with this email address already exists.' },
+  PLAYER_EMAIL_UNCHANGED: { status: 409, message: 'This is already the email address of the player.' },
   PLAYER_LOGIN_TAKEN: { status: 409, message: 'A player with this login already exists.' },
   PLAYER_NOT_FOUND: { status: 404, message: 'No such player.' },
   PLAYER_STATUS_UNCHANGED: { status: 409, message: 'The player already has this status.' },

@@ -38,14 +38,18 @@ const PlayerStatusChanged = Type.Object({
   reason: Type.String(),
 });
 
+const PlayerEmailChanged = Type.Object({ playerId: Type.String({ format: 'uuid' }) });
+
 declare module '../../platform/events/types.ts' {
   interface EventMap {
     'player.registered': Static<typeof PlayerRegistered>;
     'player.status_changed': Static<typeof PlayerStatusChanged>;
+    'player.email_changed': Static<typeof PlayerEmailChanged>;
   }
 }
 
 export const events: EventCatalogue = {
   'player.registered': { version: 1, description: 'A player registered.', payload: PlayerRegistered },
   'player.status_changed': { version: 1, description: "Staff changed a player's status (blocked, suspended, ...).", payload: PlayerStatusChanged },
+  'player.email_changed': { version: 1, description: 'A player changed their email address (the address is not in the event; ask the players API).', payload: PlayerEmailChanged },
 };

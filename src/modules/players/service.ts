@@ -1,5 +1,5 @@
 import { platformErrors, type FieldError } from '../../platform/errors.ts';
-import type { Kernel } from '../../platform/module.ts';
+import type { Kernel, UnitOfWork } from '../../platform/module.ts';
 import { tablesOf } from '../../platform/db/database.ts';
 import { hasPermission, type RequestContext } from '../../platform/auth/principal.ts';
 import { maskDate, maskEmail, maskPii } from '../../platform/auth/pii.ts';
@@ -10,7 +10,8 @@ import { fail, fieldCodes } from './errors.ts';
 import type { PlayerStatus } from './events.ts';
 import { dummyPasswordHash, hashPassword, verifyPassword } from './password-hash.ts';
 import { checkPassword, PASSWORD_MAX_LENGTH } from './password-policy.ts';
-import { findCredentials, findPlayer, findTaken, insertPlayer, listPlayers, lockPlayer, updateStatus, type PlayerFilter, type PlayerRecord, type PlayersTables } from './store.ts';
+import { findCredentials, findCredentialsById, updateEmail, updatePasswordHash } from './store.ts';
+import { findPlayer, findTaken, insertPlayer, listPlayers, lockPlayer, updateStatus, type PlayerFilter, type PlayerRecord, type PlayersTables } from './store.ts';
 
 export interface Registration {
   email: string;
@@ -207,5 +208,71 @@ export class PlayerService {
 
   mask(ctx: RequestContext, player: PlayerRecord): PlayerRecord {
     return maskPii(player, { email: maskEmail, dateOfBirth: maskDate }, ctx.principal, player.id);
+  }
+
+  // Passwords and email for the identity module (password change and reset, email change).
+
+  /** Whether `password` is this player's current password (same cost whether or not the player exists). */
+  async passwordMatches(id: string, password: string): Promise<boolean> {
+    if (password.length > 4 * PASSWORD_MAX_LENGTH) return false;
+    const found = await findCredentialsById(this.#db, id);
+    return verifyPassword(found?.passwordHash ?? (await dummyPasswordHash()), password)
+      .then((valid) => valid && found !== undefined)
+      .catch(() => false);
+  }
+
+  /** What the password policy says of a new password for this player, as field errors at `field`. */
+  async newPasswordProblems(id: string, password: string, field: string): Promise<FieldError[]> {
+    const found = await findCredentialsById(this.#db, id);
+    if (!found) throw fail('PLAYER_NOT_FOUND');
+    return checkPassword(password, { login: found.login, email: found.emailNormalized }).map((e) => ({ ...e, field }));
+  }
+
+  /**
+   * Sets a new password (hashed here) inside the caller's transaction, so that the
+   * caller's other changes (identity ending the player's sessions) commit with it. The
+   * caller has checked the policy (newPasswordProblems).
+   */
+  async setPassword(uow: UnitOfWork, id: string, password: string): Promise<void> {
+    const hash = await hashPassword(password);
+    if (!(await updatePasswordHash(tablesOf<PlayersTables>(uow.trx), id, hash))) throw fail('PLAYER_NOT_FOUND');
+  }
+
+  /** The player an email or login names (a password reset request), or undefined. */
+  async findByLoginOrEmail(loginOrEmail: string): Promise<{ id: string; status: PlayerStatus } | undefined> {
+    if (loginOrEmail.length > 320) return undefined;
+    const found = await findCredentials(this.#db, normalizeEmail(loginOrEmail), normalizeLogin(loginOrEmail));
+    return found ? { id: found.id, status: found.status } : undefined;
+  }
+
+  /**
+   * Changes a player's email address (the player themselves, after a step-up at the
+   * edge); it must be valid and not another player's. Emits player.email_changed (no
+   * address in it), which invalidates the cached record everywhere.
+   */
+  async changeEmail(ctx: RequestContext, id: string, email: string): Promise<PlayerRecord> {
+    const normalized = normalizeEmail(email);
+    if (!EMAIL.test(normalized)) throw platformErrors('VALIDATION_FAILED', { errors: [{ field: '/body/email', code: fieldCodes.EMAIL_INVALID, message: 'Enter a valid email address.' }] });
+    try {
+      const player = await this.#kernel.transaction(ctx, async (uow) => {
+        const db = tablesOf<PlayersTables>(uow.trx);
+        const current = await lockPlayer(db, id);
+        if (!current) throw fail('PLAYER_NOT_FOUND');
+        if (normalizeEmail(current.email) === normalized) throw fail('PLAYER_EMAIL_UNCHANGED');
+        const taken = await findTaken(db, normalized, '');
+        if (taken.email) throw fail('PLAYER_EMAIL_TAKEN');
+        const updated = (await updateEmail(db, id, email.trim(), normalized))!;
+        await uow.emit({ type: 'player.email_changed', playerId: id, payload: { playerId: id } });
+        await uow.audit({ action: 'player.email.change', target: { type: 'player', id }, changes: { email: { from: maskEmail(current.email), to: maskEmail(updated.email) } } });
+        return updated;
+      });
+      await this.invalidate(id);
+      return player;
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      const detail = String((error as { constraint?: string }).constraint ?? (error as Error).message);
+      if (code === '23505' && detail.includes('players_email_unique')) throw fail('PLAYER_EMAIL_TAKEN');
+      throw error;
+    }
   }
 }

@@ -143,3 +143,24 @@ export async function findCredentials(
   const row = rows.find((r) => r.email_normalized === emailNormalized) ?? rows[0];
   return row ? { id: row.id, status: row.status, passwordHash: row.password_hash } : undefined;
 }
+
+/** Id, login, email (normalised) and password hash of one player (password changes). */
+export async function findCredentialsById(db: Executor, id: string): Promise<{ id: string; login: string; emailNormalized: string; status: PlayerStatus; passwordHash: string } | undefined> {
+  const row = await db.selectFrom('players.players').select(['id', 'login_normalized', 'email_normalized', 'status', 'password_hash']).where('id', '=', id).executeTakeFirst();
+  return row ? { id: row.id, login: row.login_normalized, emailNormalized: row.email_normalized, status: row.status, passwordHash: row.password_hash } : undefined;
+}
+
+export async function updatePasswordHash(db: Executor, id: string, passwordHash: string): Promise<boolean> {
+  const result = await db.updateTable('players.players').set({ password_hash: passwordHash, updated_at: new Date() }).where('id', '=', id).executeTakeFirst();
+  return Number(result.numUpdatedRows) > 0;
+}
+
+export async function updateEmail(db: Executor, id: string, email: string, emailNormalized: string): Promise<PlayerRecord | undefined> {
+  const row = await db
+    .updateTable('players.players')
+    .set({ email, email_normalized: emailNormalized, updated_at: new Date() })
+    .where('id', '=', id)
+    .returning(columns)
+    .executeTakeFirst();
+  return row ? toRecord(row) : undefined;
+}

@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
 import { actorOf } from '../../platform/auth/principal.ts';
-import { contextOf, requirePermission } from '../../platform/http/auth.ts';
+import { contextOf, requirePermission, requireStepUp } from '../../platform/http/auth.ts';
 import { cursorId, Page, PageQuery, pageOf, problems, Uuid } from '../../platform/http/schemas.ts';
 import type { HttpApp } from '../../platform/http/types.ts';
 import { platformErrors } from '../../platform/errors.ts';
@@ -148,10 +148,12 @@ export function walletRoutes(wallet: WalletService, payments: Payments, adjustme
     const paymentBody = Type.Object({ amount: Amount, currency: Currency, provider: Type.Optional(Type.String({ default: 'sandbox', maxLength: 40 })) }, { additionalProperties: false });
 
     // Deposits and withdrawals start the same way; only what the payments service does differs.
+    // A withdrawal needs a fresh sign-in of the player (requireStepUp: staff acting for them pass).
     const startPayment = (kind: 'deposits' | 'withdrawals', summary: string, description: string, start: Payments['requestDeposit']) =>
       app.post(
         `/v1/players/:id/${kind}`,
         {
+          ...(kind === 'withdrawals' ? { preHandler: requireStepUp() } : {}),
           schema: {
             tags,
             summary,
@@ -179,7 +181,7 @@ export function walletRoutes(wallet: WalletService, payments: Payments, adjustme
     startPayment(
       'withdrawals',
       'Request a withdrawal: the amount is reserved at once (it cannot be spent) until staff approve and the provider pays out.',
-      'Requires Idempotency-Key. The reserved amount returns if the withdrawal is cancelled, rejected or fails.',
+      'Requires Idempotency-Key. The reserved amount returns if the withdrawal is cancelled, rejected or fails. A player needs a fresh sign-in (and the second factor when they have one): otherwise 401 STEP_UP_REQUIRED with a WWW-Authenticate challenge (RFC 9470).',
       (ctx, playerId, input, id) => payments.requestWithdrawal(ctx, playerId, input, id),
     );
 

@@ -1,11 +1,23 @@
 /** Who is calling. Services decide what each kind may do; the HTTP edge only resolves it. */
 export type Principal =
   | { readonly kind: 'anonymous' }
-  | { readonly kind: 'player'; readonly id: string }
-  | { readonly kind: 'staff'; readonly id: string; readonly permissions: ReadonlySet<string> }
-  | { readonly kind: 'service'; readonly id: string; readonly permissions: ReadonlySet<string> }
+  | ({ readonly kind: 'player'; readonly id: string } & Authentication)
+  | ({ readonly kind: 'staff'; readonly id: string; readonly permissions: ReadonlySet<string> } & Authentication)
+  | ({ readonly kind: 'service'; readonly id: string; readonly permissions: ReadonlySet<string> } & Authentication)
   /** The operator at the command line or a scheduled job: trusted, always audited. */
   | { readonly kind: 'system'; readonly id: string };
+
+/** How and when the caller authenticated, from the token's claims (absent from tokens that do not say). */
+export interface Authentication {
+  /** `auth_time`: epoch seconds of the sign-in the token descends from (a refresh keeps it). */
+  readonly authTime?: number;
+  /** `acr`: the authentication context class (`urn:pitboss:acr:1fa`, `urn:pitboss:acr:2fa`, ...). */
+  readonly acr?: string;
+  /** `amr` (RFC 8176): `pwd`, `otp`, `mfa`, ... */
+  readonly amr?: readonly string[];
+  /** `sid`: the sign-in session the token belongs to (identity's session id). */
+  readonly sid?: string;
+}
 
 export const anonymous: Principal = { kind: 'anonymous' };
 

@@ -1,12 +1,12 @@
 import { errors as joseErrors, jwtVerify, SignJWT, decodeProtectedHeader } from 'jose';
 import { platformErrors } from '../errors.ts';
 import { type KeyStore, SIGNING_ALG } from './keys.ts';
-import type { Principal } from './principal.ts';
+import type { Authentication, Principal } from './principal.ts';
 
 export const ACCESS_TOKEN_AUDIENCE = 'pitboss';
 
 export type TokenSubject =
-  | { kind: 'player'; id: string }
+  | { kind: 'player'; id: string; auth?: Authentication }
   | { kind: 'staff'; id: string; permissions: readonly string[] }
   | { kind: 'service'; id: string; permissions: readonly string[] };
 
@@ -39,6 +39,10 @@ export class TokenService {
     const now = Math.floor(Date.now() / 1000);
     const claims: Record<string, unknown> = { kind: subject.kind };
     if (subject.kind !== 'player') claims.perm = [...subject.permissions];
+    if (subject.kind === 'player' && subject.auth) {
+      const { authTime, acr, amr, sid } = subject.auth;
+      Object.assign(claims, { auth_time: authTime, acr, amr: amr ? [...amr] : undefined, sid });
+    }
     const token = await new SignJWT(claims)
       .setProtectedHeader({ alg: SIGNING_ALG, kid: key.kid, typ: 'at+jwt' })
       .setIssuer(this.#issuer)
@@ -78,13 +82,14 @@ export class TokenService {
       });
       const sub = payload.sub!;
       const perms = Array.isArray(payload.perm) ? new Set(payload.perm.filter((p): p is string => typeof p === 'string')) : new Set<string>();
+      const auth = authenticationOf(payload);
       switch (payload.kind) {
         case 'player':
-          return { kind: 'player', id: sub };
+          return { kind: 'player', id: sub, ...auth };
         case 'staff':
-          return { kind: 'staff', id: sub, permissions: perms };
+          return { kind: 'staff', id: sub, permissions: perms, ...auth };
         case 'service':
-          return { kind: 'service', id: sub, permissions: perms };
+          return { kind: 'service', id: sub, permissions: perms, ...auth };
         default:
           throw unauthenticated('The token names no known principal kind.');
       }
@@ -95,4 +100,14 @@ export class TokenService {
       throw unauthenticated('The token signature is not valid.');
     }
   }
+}
+
+/** The authentication claims of a verified token; a claim of the wrong type is left out, never trusted. */
+function authenticationOf(payload: Record<string, unknown>): Authentication {
+  const auth: { -readonly [K in keyof Authentication]: Authentication[K] } = {};
+  if (typeof payload.auth_time === 'number' && Number.isFinite(payload.auth_time)) auth.authTime = payload.auth_time;
+  if (typeof payload.acr === 'string') auth.acr = payload.acr;
+  if (Array.isArray(payload.amr)) auth.amr = payload.amr.filter((m): m is string => typeof m === 'string');
+  if (typeof payload.sid === 'string' && payload.sid !== '') auth.sid = payload.sid;
+  return auth;
 }

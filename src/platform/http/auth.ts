@@ -2,8 +2,13 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { platformErrors } from '../errors.ts';
 import { anonymous, hasPermission, type Principal, type RequestContext } from '../auth/principal.ts';
 import type { TokenService } from '../auth/tokens.ts';
+import { ACR_2FA, type AuthPolicy } from '../auth/step-up.ts';
 
 declare module 'fastify' {
+  interface FastifyInstance {
+    /** Step-up and session hooks (decorated on the root instance, so every module sees them). */
+    authPolicy: AuthPolicy;
+  }
   interface FastifyRequest {
     principal: Principal;
   }
@@ -17,8 +22,12 @@ declare module 'fastify' {
   }
 }
 
-/** onRequest hook: a bearer token, when present, must verify; without one the caller is anonymous. */
-export function authenticate(tokens: TokenService) {
+/**
+ * onRequest hook: a bearer token, when present, must verify; without one the caller is
+ * anonymous. A player's token from a session that has ended (revoked, timed out) is
+ * refused at once, though it has not expired: the policy's check is a cache lookup.
+ */
+export function authenticate(tokens: TokenService, policy?: AuthPolicy) {
   return async (request: FastifyRequest): Promise<void> => {
     const header = request.headers.authorization;
     if (!header || request.routeOptions.config.ownAuthorization === true) {
@@ -27,7 +36,11 @@ export function authenticate(tokens: TokenService) {
     }
     const match = /^Bearer\s+(\S+)$/i.exec(header);
     if (!match) throw platformErrors('UNAUTHENTICATED', { detail: 'Authorization must be "Bearer <token>".' });
-    request.principal = await tokens.verify(match[1]!);
+    const principal = await tokens.verify(match[1]!);
+    if (policy && principal.kind === 'player' && principal.sid && (await policy.sessionEnded(principal.sid))) {
+      throw platformErrors('UNAUTHENTICATED', { detail: 'The session this token belongs to has ended; sign in again.' });
+    }
+    request.principal = principal;
   };
 }
 
@@ -45,6 +58,62 @@ export function requirePermission(permission: string) {
 export async function requireAuthenticated(request: FastifyRequest): Promise<void> {
   if (request.principal.kind === 'anonymous') throw platformErrors('UNAUTHENTICATED');
 }
+
+export interface StepUpOptions {
+  /** How old the sign-in may be (seconds); STEP_UP_MAX_AGE_SECONDS by default. */
+  readonly maxAgeSeconds?: number;
+  /**
+   * `if-enrolled` (the default): the second factor too when the player has one; `true`:
+   * a second factor always (a player without one cannot pass).
+   */
+  readonly mfa?: 'if-enrolled' | true;
+}
+
+const quoted = (value: string): string => `"${value.replace(/["\\]/g, '')}"`;
+
+/**
+ * preHandler guard for what a stolen token must not do (withdraw, change the password,
+ * the email or a second factor): a player's token must come from a fresh sign-in
+ * (auth_time within the max age) with two factors (acr urn:pitboss:acr:2fa or amr
+ * `mfa`) when the player has a second factor. Anything else is 401 STEP_UP_REQUIRED
+ * with RFC 9470's challenge, which tells the client what to ask the provider for.
+ * Staff and services pass: they act on a player's behalf with their own permissions
+ * (which the route checks) and cannot perform the player's authentication.
+ */
+export function requireStepUp(options: StepUpOptions = {}) {
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const principal = request.principal;
+    switch (principal.kind) {
+      case 'anonymous':
+        throw platformErrors('UNAUTHENTICATED');
+      case 'staff':
+      case 'service':
+      case 'system':
+        return;
+      case 'player':
+        break;
+    }
+    const policy = request.server.authPolicy;
+    const maxAge = options.maxAgeSeconds ?? policy.stepUpMaxAgeSeconds;
+    const now = Math.floor(Date.now() / 1000);
+    const age = principal.authTime === undefined ? undefined : now - principal.authTime;
+    const fresh = age !== undefined && age <= maxAge && age >= -60;
+    const needsMfa = options.mfa === true || (await policy.hasSecondFactor(principal.id));
+    const strong = !needsMfa || principal.acr === ACR_2FA || (principal.amr ?? []).includes('mfa');
+    if (fresh && strong) return;
+    const description = !fresh
+      ? `A sign-in within the last ${maxAge} seconds is required${needsMfa ? ', with the second factor' : ''}.`
+      : 'A sign-in with the second factor is required.';
+    const challenge = [`error="insufficient_user_authentication"`, `error_description=${quoted(description)}`, `max_age=${maxAge}`];
+    if (needsMfa) challenge.push(`acr_values=${quoted(ACR_2FA)}`);
+    reply.header('www-authenticate', `Bearer ${challenge.join(', ')}`);
+    throw platformErrors('STEP_UP_REQUIRED', {
+      detail: description,
+      extra: { maxAge, acrValues: needsMfa ? ACR_2FA : null, authTime: principal.authTime ?? null },
+    });
+  };
+}
+
 
 export const contextOf = (request: FastifyRequest): RequestContext => ({
   principal: request.principal,

@@ -10,6 +10,7 @@ import { platformErrors } from '../errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { TokenService } from '../auth/tokens.ts';
+import { AuthPolicy } from '../auth/step-up.ts';
 import { authenticate } from './auth.ts';
 import { Problem, problems } from './schemas.ts';
 import { sendProblem, toDomainError } from './problem.ts';
@@ -24,6 +25,8 @@ export interface HttpOptions {
   logger: Logger;
   metrics: Metrics;
   tokens: TokenService;
+  /** Step-up and session hooks; without one, no account has a second factor and no session ends early. */
+  authPolicy?: AuthPolicy;
   publicUrl: string;
   version: string;
   trustProxy: boolean | number | string;
@@ -77,11 +80,13 @@ export async function createHttpServer(options: HttpOptions): Promise<HttpApp> {
   app.addSchema(Problem);
   // Set by the authenticate hook on every request before any handler runs.
   app.decorateRequest('principal', null as never);
+  const authPolicy = options.authPolicy ?? new AuthPolicy({ stepUpMaxAgeSeconds: 300 });
+  app.decorate('authPolicy', authPolicy);
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
-  app.addHook('onRequest', authenticate(options.tokens));
+  app.addHook('onRequest', authenticate(options.tokens, authPolicy));
   app.addHook('onResponse', async (request, reply) => {
     const labels = { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) };
     options.metrics.httpRequests.inc(labels);
