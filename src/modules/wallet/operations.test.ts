@@ -410,7 +410,7 @@ describe('writeBatch against a sequential model (PGlite)', () => {
   });
   after(async () => runtime?.close());
 
-  async function modelRun(arb: fc.Arbitrary<Op>, numRuns: number, label: string): Promise<void> {
+  async function modelRun(arb: fc.Arbitrary<Op>, numRuns: number, label: string, expectStale: boolean): Promise<void> {
     const walletTypes = [...WALLETS];
     let run = 0;
     const paths = { fast: 0, locked: 0, stale: 0 };
@@ -534,17 +534,18 @@ describe('writeBatch against a sequential model (PGlite)', () => {
       { numRuns },
     );
     console.log(`# writeBatch model (${label}): ${paths.fast} fast statements, ${paths.locked} locked transactions, ${paths.stale} fast statements refused (a stale cache or an answered key)`);
-    assert.ok(paths.fast > 0 && paths.stale > 0, 'both paths and the stale-cache fallback ran');
+    assert.ok(paths.fast > 0 && paths.locked > 0, 'both paths ran');
+    if (expectStale) assert.ok(paths.stale > 0, 'the fast path met a stale cache and fell back');
     const report = await verifyLedger(runtime.database.db);
     assert.deepEqual(report.problems, []);
     assert.ok(report.transactions > 0);
   }
 
   it('random batches of commands with replays and key conflicts give the model answers and balances, and the ledger verifies', async () => {
-    await modelRun(opArb, 200, 'every operation');
+    await modelRun(opArb, 200, 'every operation', true);
   });
 
   it('game play (mostly bets and wins, few replays) through the fast path gives the model answers too', async () => {
-    await modelRun(playArb, 100, 'game play');
+    await modelRun(playArb, 100, 'game play', false);
   });
 });
