@@ -9,6 +9,11 @@ export const fail = defineErrors({
   MFA_TOTP_ALREADY_ENABLED: { status: 409, message: 'An authenticator app is already enabled for this account.' },
   MFA_TOTP_NOT_STARTED: { status: 409, message: 'No authenticator app enrolment is waiting for confirmation; start one first.' },
   MFA_CODE_INVALID: { status: 400, message: 'The code is not correct or has expired.' },
+  WEBAUTHN_CHALLENGE_INVALID: { status: 400, message: 'No passkey registration is waiting, or it has expired or been used; ask for new options.' },
+  WEBAUTHN_RESPONSE_INVALID: { status: 400, message: 'The passkey or security key response could not be verified.' },
+  WEBAUTHN_CREDENTIAL_EXISTS: { status: 409, message: 'This passkey or security key is already registered.' },
+  WEBAUTHN_CREDENTIAL_LIMIT: { status: 409, message: 'This account has as many passkeys and security keys as it may have; remove one first.' },
+  WEBAUTHN_CREDENTIAL_NOT_FOUND: { status: 404, message: 'No such passkey or security key on this account.' },
 });
 
 /** Field error codes of a client registration (reported together as VALIDATION_FAILED). */

@@ -15,6 +15,7 @@ import { IdentityService } from './service.ts';
 import { sharedSecret, type IdentityTables } from './store.ts';
 import { SignInThrottle } from './throttle.ts';
 import { TotpService } from './totp.ts';
+import { relyingPartyOf, WebAuthnService } from './webauthn.ts';
 
 export type { ClientService, CreatedClient, GrantType, NewClient } from './clients.ts';
 export type { ClientRecord } from './store.ts';
@@ -55,7 +56,8 @@ export const identityModule = defineModule<IdentityApi>({
       windowSeconds: config.signInWindowSeconds,
     });
     const totp = new TotpService(kernel, db);
-    const identity = new IdentityService(kernel, accounts, throttle, totp);
+    const webauthn = new WebAuthnService(kernel, db, relyingPartyOf(config.publicUrl));
+    const identity = new IdentityService(kernel, accounts, throttle, totp, webauthn);
     const host = new ProviderHost({
       issuer,
       db,
@@ -80,6 +82,7 @@ export const identityModule = defineModule<IdentityApi>({
         clients,
         identity,
         totp,
+        webauthn,
         cache: kernel.cache,
         labelOf: async (playerId) => {
           const login = (await accounts.find(playerId))?.claims.preferred_username;

@@ -10,6 +10,8 @@ import { fail } from './errors.ts';
 import type { IdentityService } from './service.ts';
 import { signInRoutes } from './sign-in-routes.ts';
 import type { TotpService } from './totp.ts';
+import { webauthnRoutes } from './webauthn-routes.ts';
+import type { WebAuthnService } from './webauthn.ts';
 
 const tags = ['identity'];
 const bearer = [{ bearer: [] }];
@@ -59,12 +61,13 @@ export interface IdentityRouteDeps {
   readonly clients: ClientService;
   readonly identity: IdentityService;
   readonly totp: TotpService;
+  readonly webauthn: WebAuthnService;
   readonly cache: Cache;
   /** The label of a player's entry in their authenticator app (their login). */
   readonly labelOf: (playerId: string) => Promise<string>;
 }
 
-export function identityRoutes({ host, issuerPath, clients, identity, totp, cache, labelOf }: IdentityRouteDeps) {
+export function identityRoutes({ host, issuerPath, clients, identity, totp, webauthn, cache, labelOf }: IdentityRouteDeps) {
   return async (app: HttpApp): Promise<void> => {
     app.addSchema(Client);
 
@@ -80,7 +83,8 @@ export function identityRoutes({ host, issuerPath, clients, identity, totp, cach
     app.all(issuerPath, delegated, unreachable);
     app.all(`${issuerPath}/*`, delegated, unreachable);
 
-    await app.register(signInRoutes(host, identity, cache));
+    await app.register(signInRoutes(host, identity, cache, { totp, webauthn }));
+    await app.register(webauthnRoutes(webauthn, labelOf));
 
     const playerOf = (request: { principal: { kind: string; id?: string } }): string => {
       if (request.principal.kind !== 'player' || !request.principal.id) throw fail('MFA_PLAYERS_ONLY');
