@@ -33,7 +33,7 @@ for (const { kind, skip } of await databaseKinds()) {
       server = await startServer(kind);
       jwks = createRemoteJWKSet(new URL(server.config.serverMetadata().jwks_uri!));
     });
-    after(async () => server?.app.close());
+    after(async () => server?.close());
 
     it('password sign-in: authorization code with PKCE, an ES256 access token valid against the JWKS, refresh tokens that rotate', async () => {
       const player = await newPlayer(server);

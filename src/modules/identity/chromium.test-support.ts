@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import * as oidc from 'openid-client';
 import type { BrowserContext, Page } from 'playwright-core';
 import { registration, startTestApp, type TestApp } from '../../../test/support/app.ts';
@@ -12,14 +15,15 @@ import { identityModule, type IdentityApi } from './index.ts';
 // browsers treat as a secure context), an OAuth client configured by openid-client
 // from discovery, and the authorization-code flow driven through a Chromium page.
 
-export const REDIRECT = 'https://game.casino.test/callback';
-
 export interface Server {
   readonly app: TestApp;
+  /** The app's redirect URI: a page on 127.0.0.1 that only says the browser got back. */
+  readonly redirect: string;
   readonly base: string;
   readonly issuer: string;
   /** A public client (PKCE, no secret) with refresh tokens, configured from discovery. */
   readonly config: oidc.Configuration;
+  close(): Promise<void>;
 }
 
 export interface Player {
@@ -31,6 +35,10 @@ export interface Player {
 }
 
 export async function startServer(kind: DatabaseKind, env: Record<string, string> = {}): Promise<Server> {
+  const appPage: HttpServer = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/plain' }).end('back at the app'));
+  appPage.listen(0, '127.0.0.1');
+  await once(appPage, 'listening');
+  const redirect = `http://127.0.0.1:${(appPage.address() as AddressInfo).port}/callback`;
   const port = await freePort();
   const base = `http://localhost:${port}`;
   const app = await startTestApp(kind, { PUBLIC_URL: base, ...env });
@@ -40,11 +48,22 @@ export async function startServer(kind: DatabaseKind, env: Record<string, string
   const created = await identity.clients.create(systemContext('test'), {
     name: 'Browser test client',
     grantTypes: ['authorization_code', 'refresh_token'],
-    redirectUris: [REDIRECT],
+    redirectUris: [redirect],
     public: true,
   });
   const config = await oidc.discovery(new URL(identity.issuer), created.client.clientId, undefined, oidc.None(), { execute: [oidc.allowInsecureRequests] });
-  return { app, base, issuer: identity.issuer, config };
+  return {
+    app,
+    redirect,
+    base,
+    issuer: identity.issuer,
+    config,
+    async close() {
+      appPage.closeAllConnections();
+      await new Promise((resolve) => appPage.close(resolve));
+      await app.close();
+    },
+  };
 }
 
 export async function newPlayer(server: Server): Promise<Player> {
@@ -92,7 +111,7 @@ export class Authorization {
     const verifier = oidc.randomPKCECodeVerifier();
     const state = oidc.randomState();
     const url = oidc.buildAuthorizationUrl(server.config, {
-      redirect_uri: REDIRECT,
+      redirect_uri: server.redirect,
       scope: 'openid offline_access profile api',
       code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
       code_challenge_method: 'S256',
@@ -100,11 +119,12 @@ export class Authorization {
       prompt: 'consent',
       state,
     });
+    // A new sign-in each time: no provider session from an earlier one.
+    await context.clearCookies();
     const p = page ?? (await context.newPage());
     const flow = new Authorization(server, p, verifier, state);
-    // The redirect to the app is a hop of a redirect chain, which page.route does not see.
     p.on('request', (request) => {
-      if (!request.url().startsWith(REDIRECT) || flow.#callback) return;
+      if (!request.url().startsWith(server.redirect) || flow.#callback) return;
       flow.#callback = new URL(request.url());
       flow.#arrived();
     });
@@ -126,6 +146,8 @@ export class Authorization {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.#arrival, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
     clearTimeout(timer);
+    // Let the page finish loading the app's page, so that the next navigation does not race it.
+    if (this.#callback) await this.page.waitForURL((url) => url.href.startsWith(this.#server.redirect), { waitUntil: 'load' });
     return this.#callback;
   }
 

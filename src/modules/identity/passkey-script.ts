@@ -31,11 +31,11 @@ export const PASSKEY_SCRIPT = `(function () {
     for (var i = 0; i < bytes.length; i++) raw += String.fromCharCode(bytes[i]);
     return btoa(raw).replace(/\\+/g, '-').replace(/\\//g, '_').replace(/=+$/, '');
   }
-  var options = JSON.parse(form.getAttribute('data-options'));
   var busy = false;
   button.addEventListener('click', function () {
     if (busy) return;
     busy = true;
+    var options = JSON.parse(form.getAttribute('data-options'));
     button.setAttribute('aria-busy', 'true');
     status.textContent = 'Follow the instructions of your browser, passkey or security key.';
     navigator.credentials.get({

@@ -41,6 +41,11 @@ import {
 const RP_NAME = 'Pitboss';
 /** How long a ceremony may take, and its challenge live (ms). */
 const CEREMONY_MS = 300_000;
+/**
+ * COSE algorithms accepted: EdDSA, ES256, RS256 (what authenticators use). Named, not
+ * left to the library's default, which probes Node's experimental WebCrypto for ML-DSA.
+ */
+const ALGORITHMS = [-8, -7, -257];
 /** Passkeys and security keys one account may have. */
 export const MAX_CREDENTIALS = 20;
 
@@ -134,6 +139,7 @@ export class WebAuthnService {
       attestationType: 'none',
       excludeCredentials: existing.map((c) => ({ id: c.id, transports: c.transports })),
       authenticatorSelection: { residentKey: 'preferred', userVerification: 'required' },
+      supportedAlgorithmIDs: ALGORITHMS,
     });
     await putChallenge(this.#db, { purpose: 'registration', subject: accountId, account_id: accountId, challenge: options.challenge, expires_at: new Date(Date.now() + CEREMONY_MS) });
     return options;
@@ -155,6 +161,7 @@ export class WebAuthnService {
         expectedRPID: this.#rp.id,
         requireUserPresence: true,
         requireUserVerification: true,
+        supportedAlgorithmIDs: ALGORITHMS,
       });
     } catch (err) {
       throw fail('WEBAUTHN_RESPONSE_INVALID', { detail: err instanceof Error ? err.message : String(err) });
