@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { sql } from 'kysely';
 import type { Browser, BrowserContext, CDPSession, Page } from 'playwright-core';
-import { chromiumSkip, launchChromium } from '../../../test/support/chromium.ts';
+import { chromiumSkip, launchChromium, oathtoolSkip, oathtoolTotp } from '../../../test/support/chromium.ts';
 import { databaseKinds } from '../../../test/support/databases.ts';
 import { api, Authorization, newPlayer, startServer, type Player, type Server } from './chromium.test-support.ts';
 
@@ -14,6 +14,7 @@ import { api, Authorization, newPlayer, startServer, type Player, type Server } 
 // authenticators are Chromium's virtual ones (CDP's WebAuthn domain).
 
 const noChromium = await chromiumSkip();
+const noOathtool = await oathtoolSkip();
 
 let browser: Browser | undefined;
 before(async () => {
@@ -171,7 +172,9 @@ for (const { kind, skip } of await databaseKinds()) {
       const stored = await sql<{ account_id: string; public_key: Uint8Array; counter: unknown }>`select account_id, public_key, counter from identity.webauthn_credentials`.execute(db());
       assert.equal(stored.rows.length, 1);
       assert.equal(stored.rows[0]!.account_id, player.id);
-      assert.ok(stored.rows[0]!.public_key.length > 60, 'a COSE public key');
+      const publicKey = stored.rows[0]!.public_key;
+      assert.equal(publicKey[0]! & 0xe0, 0xa0, 'a COSE key: a CBOR map');
+      assert.ok(publicKey.length >= 40);
       const events = await sql<{ payload: unknown }>`select payload from platform.outbox where type = 'identity.mfa.enrolled'`.execute(db());
       assert.deepEqual(events.rows.map((r) => r.payload), [{ playerId: player.id, method: 'webauthn' }]);
       const audit = await sql<{ target_id: string; changes: { method: string; credentialId: string } }>`select target_id, changes from platform.audit_log where action = 'identity.mfa.enroll'`.execute(db());
@@ -235,6 +238,38 @@ for (const { kind, skip } of await databaseKinds()) {
             select ${other.id}, credential_id, public_key, device_type, backed_up, aaguid, name from identity.webauthn_credentials where credential_id = ${securityKey.id}`.execute(db()),
         /duplicate key|unique/,
       );
+    });
+
+    it('a player with an authenticator app and a passkey gets the choice: a code (from oathtool) or the passkey', { skip: noOathtool }, async () => {
+      const both = await newPlayer(server);
+      const started = await api(server, both.token, 'POST', '/v1/identity/mfa/totp');
+      const { secret } = started.json as { secret: string };
+      assert.equal((await api(server, both.token, 'POST', '/v1/identity/mfa/totp/confirm', { code: await oathtoolTotp(secret) })).status, 200);
+      const device = await Device.open(server, { transport: 'internal', hasResidentKey: true });
+      try {
+        const created = await device.create(await options(both));
+        assert.ok(created.ok);
+        assert.equal((await api(server, both.token, 'POST', '/v1/identity/mfa/webauthn/registration/verify', { response: created.response })).status, 201);
+
+        const flow = await Authorization.start(server, device.context, device.page);
+        await flow.password(both.login, both.password);
+        assert.equal(await flow.page.title(), 'Confirm it is you');
+        assert.equal(await flow.page.getByRole('button', { name: 'Use a passkey or security key' }).count(), 1);
+        const next = await oathtoolTotp(secret, new Date(Date.now() + 30_000));
+        await flow.page.getByLabel('Or enter an authentication code').fill(next === '000000' ? '111111' : '000000');
+        await flow.page.getByRole('button', { name: 'Continue with the code' }).click();
+        await flow.page.waitForLoadState();
+        assert.match((await flow.page.getByRole('alert').textContent()) ?? '', /The code is not correct/);
+        assert.equal(await flow.page.getByRole('button', { name: 'Use a passkey or security key' }).count(), 1, 'the choice stays');
+        await flow.page.getByLabel('Or enter an authentication code').fill(next);
+        await flow.page.getByRole('button', { name: 'Continue with the code' }).click();
+        assert.deepEqual((await verify((await flow.tokens()).access_token)).payload.amr, ['pwd', 'otp', 'mfa']);
+
+        const withKey = await signInWithPasskey(device, both);
+        assert.deepEqual((await verify((await withKey.tokens()).access_token)).payload.amr, ['pwd', 'hwk', 'mfa']);
+      } finally {
+        await device.close();
+      }
     });
 
     it('refused without user verification: at registration and at sign-in', async () => {

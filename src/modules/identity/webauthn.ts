@@ -58,7 +58,7 @@ export const RegistrationResponse = Type.Object(
     id: credentialId,
     rawId: credentialId,
     type: Type.Literal('public-key'),
-    authenticatorAttachment: Type.Optional(Type.Enum(['platform', 'cross-platform'])),
+    authenticatorAttachment: Type.Optional(Type.Union([Type.Enum(['platform', 'cross-platform']), Type.Null()])),
     clientExtensionResults: Type.Record(Type.String(), Type.Unknown()),
     response: Type.Object({
       clientDataJSON: base64url,
