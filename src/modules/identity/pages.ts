@@ -116,6 +116,8 @@ export interface SecondFactorForm extends CodeForm {
   readonly totp: boolean;
   /** navigator.credentials.get options (JSON) for this interaction's challenge. */
   readonly passkeyOptions: string;
+  /** Which of the two the error is about (the code field is marked invalid only for `code`). */
+  readonly failed?: 'passkey' | 'code';
 }
 
 /**
@@ -125,7 +127,8 @@ export interface SecondFactorForm extends CodeForm {
  */
 export function secondFactorPage(form: SecondFactorForm): Page {
   const error = form.error ? `<p class="error" id="code-error" role="alert">${escapeHtml(form.error)}</p>` : '';
-  const described = form.error ? ' aria-describedby="code-hint code-error" aria-invalid="true"' : ' aria-describedby="code-hint"';
+  const described = form.error && form.failed === 'code' ? ' aria-describedby="code-hint code-error" aria-invalid="true"' : ' aria-describedby="code-hint"';
+  const buttonDescribed = form.error && form.failed !== 'code' ? 'code-error passkey-status' : 'passkey-status';
   const code = form.totp
     ? `<form method="post" action="${escapeHtml(form.action)}" novalidate>
 <label for="code">Or enter an authentication code</label>
@@ -141,7 +144,7 @@ export function secondFactorPage(form: SecondFactorForm): Page {
 ${error}
 <form method="post" action="${escapeHtml(form.action)}" id="passkey-form" class="passkey" data-options="${escapeHtml(form.passkeyOptions)}">
 <input type="hidden" name="assertion" id="passkey-assertion" value="">
-<button type="button" id="passkey-button" aria-describedby="passkey-status" autofocus>Use a passkey or security key</button>
+<button type="button" id="passkey-button" aria-describedby="${buttonDescribed}" autofocus>Use a passkey or security key</button>
 <p id="passkey-status" role="status" aria-live="polite"><noscript>Passkeys and security keys need JavaScript in this browser.${form.totp ? ' Use a code instead.' : ''}</noscript></p>
 </form>
 ${code}`,

@@ -81,10 +81,10 @@ export function signInRoutes(host: ProviderHost, service: IdentityService, cache
    * The second step's page: the code form, or with passkeys the passkey button (options
    * with a new challenge for this interaction) and, with an authenticator app, the code form.
    */
-  async function secondStep(uid: string, accountId: string, action: string, name: string, error?: string): Promise<Page> {
+  async function secondStep(uid: string, accountId: string, action: string, name: string, error?: string, failed?: 'passkey' | 'code'): Promise<Page> {
     if (!(await factors.webauthn.hasCredentials(accountId))) return codePage({ action, clientName: name, error });
     const options = await factors.webauthn.authenticationOptions(accountId, uid);
-    return secondFactorPage({ action, clientName: name, error, totp: await factors.totp.isEnabled(accountId), passkeyOptions: JSON.stringify(options) });
+    return secondFactorPage({ action, clientName: name, error, failed, totp: await factors.totp.isEnabled(accountId), passkeyOptions: JSON.stringify(options) });
   }
 
   async function clientName(clientId: unknown): Promise<string> {
@@ -152,7 +152,7 @@ export function signInRoutes(host: ProviderHost, service: IdentityService, cache
       if (request.body.assertion !== undefined) {
         const pending = await pendingOf(details.uid);
         if (!pending) return send(reply, 400, messagePage('Sign-in expired', EXPIRED));
-        const retry = (error: string) => secondStep(details.uid, pending.accountId, action, name, error);
+        const retry = (error: string) => secondStep(details.uid, pending.accountId, action, name, error, 'passkey');
         return answer(await service.completeWebAuthn(ctx, clientId, pending, details.uid, request.body.assertion), retry, INVALID_PASSKEY);
       }
 
@@ -160,7 +160,7 @@ export function signInRoutes(host: ProviderHost, service: IdentityService, cache
         const pending = await pendingOf(details.uid);
         if (!pending) return send(reply, 400, messagePage('Sign-in expired', EXPIRED));
         const code = request.body.code.trim();
-        const retry = (error: string) => secondStep(details.uid, pending.accountId, action, name, error);
+        const retry = (error: string) => secondStep(details.uid, pending.accountId, action, name, error, 'code');
         if (code === '') return send(reply, 400, await retry(INVALID_CODE));
         return answer(await service.completeMfa(ctx, clientId, pending, code), retry, INVALID_CODE);
       }

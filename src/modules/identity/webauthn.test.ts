@@ -261,6 +261,7 @@ for (const { kind, skip } of await databaseKinds()) {
         await flow.page.waitForLoadState();
         assert.match((await flow.page.getByRole('alert').textContent()) ?? '', /The code is not correct/);
         assert.equal(await flow.page.getByRole('button', { name: 'Use a passkey or security key' }).count(), 1, 'the choice stays');
+        assert.equal(await flow.page.getByLabel('Or enter an authentication code').getAttribute('aria-invalid'), 'true');
         await flow.page.getByLabel('Or enter an authentication code').fill(next);
         await flow.page.getByRole('button', { name: 'Continue with the code' }).click();
         assert.deepEqual((await verify((await flow.tokens()).access_token)).payload.amr, ['pwd', 'otp', 'mfa']);
@@ -298,6 +299,7 @@ for (const { kind, skip } of await databaseKinds()) {
         await flow.page.getByRole('button', { name: 'Use a passkey or security key' }).click();
         assert.equal((await posted).status(), 400);
         assert.match((await flow.page.getByRole('alert').textContent()) ?? '', /was not accepted/);
+        assert.match((await flow.page.getByRole('button', { name: 'Use a passkey or security key' }).getAttribute('aria-describedby')) ?? '', /code-error/);
         assert.equal(await flow.callback(500), undefined);
       } finally {
         await phone.clearUvFlag(false);
