@@ -291,10 +291,20 @@ for (const { kind, skip } of await databaseKinds()) {
         assert.match((res.json as { detail: string }).detail, /user verification/i);
         assert.deepEqual(await state(), before);
 
-        // At sign-in, the same.
-        await phone.clearUvFlag(true);
+        // At sign-in, the same: an authenticator that fails to verify the user is refused by
+        // the browser (the page says so and posts nothing)...
+        await phone.userVerified(false);
         const flow = await Authorization.start(server, phone.context, phone.page);
         await flow.password(player.login, player.password);
+        let postedAnything = false;
+        flow.page.on('request', (r) => (postedAnything ||= r.method() === 'POST'));
+        await flow.page.getByRole('button', { name: 'Use a passkey or security key' }).click();
+        await flow.page.getByRole('status').filter({ hasText: 'was not used' }).waitFor();
+        assert.equal(postedAnything, false);
+        await phone.userVerified(true);
+        // ...and a response that says the user was not verified is refused by the server.
+        await phone.clearUvFlag(true);
+        // (The same page: its challenge was not used.)
         const posted = flow.page.waitForResponse((r) => r.request().method() === 'POST');
         await flow.page.getByRole('button', { name: 'Use a passkey or security key' }).click();
         assert.equal((await posted).status(), 400);
@@ -302,6 +312,7 @@ for (const { kind, skip } of await databaseKinds()) {
         assert.match((await flow.page.getByRole('button', { name: 'Use a passkey or security key' }).getAttribute('aria-describedby')) ?? '', /code-error/);
         assert.equal(await flow.callback(500), undefined);
       } finally {
+        await phone.userVerified(true);
         await phone.clearUvFlag(false);
         await spare.clearUvFlag(false);
         await spare.userVerified(true);
