@@ -18,6 +18,11 @@ export const fail = defineErrors({
   PASSWORD_UNCHANGED: { status: 409, message: 'The new password is the current one.' },
   PASSWORD_RESET_TOKEN_INVALID: { status: 400, message: 'This password reset link is not valid: it was mistyped, replaced by a newer one, or already used. Ask for a new one.' },
   PASSWORD_RESET_TOKEN_EXPIRED: { status: 410, message: 'This password reset link has expired. Ask for a new one.' },
+  WEBAUTHN_CHALLENGE_INVALID: { status: 400, message: 'No passkey registration is waiting, or it has expired or been used; ask for new options.' },
+  WEBAUTHN_RESPONSE_INVALID: { status: 400, message: 'The passkey or security key response could not be verified.' },
+  WEBAUTHN_CREDENTIAL_EXISTS: { status: 409, message: 'This passkey or security key is already registered.' },
+  WEBAUTHN_CREDENTIAL_LIMIT: { status: 409, message: 'This account has as many passkeys and security keys as it may have; remove one first.' },
+  WEBAUTHN_CREDENTIAL_NOT_FOUND: { status: 404, message: 'No such passkey or security key on this account.' },
 });
 
 /** Field error codes of a client registration (reported together as VALIDATION_FAILED). */

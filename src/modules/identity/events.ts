@@ -27,7 +27,12 @@ const SignInLocked = Type.Object({
 
 const MfaEnrolled = Type.Object({
   playerId: Type.String({ format: 'uuid' }),
-  method: Type.Enum(['totp']),
+  method: Type.Enum(['totp', 'webauthn']),
+});
+
+const MfaRemoved = Type.Object({
+  playerId: Type.String({ format: 'uuid' }),
+  method: Type.Enum(['webauthn']),
 });
 
 const TokenReuseDetected = Type.Object({
@@ -74,6 +79,7 @@ declare module '../../platform/events/types.ts' {
     'identity.sign_in.failed': Static<typeof SignInFailed>;
     'identity.sign_in.locked': Static<typeof SignInLocked>;
     'identity.mfa.enrolled': Static<typeof MfaEnrolled>;
+    'identity.mfa.removed': Static<typeof MfaRemoved>;
     'identity.token.reuse_detected': Static<typeof TokenReuseDetected>;
     'identity.session.revoked': Static<typeof SessionRevoked>;
     'identity.sessions.revoked_all': Static<typeof SessionsRevokedAll>;
@@ -97,8 +103,14 @@ export const events: EventCatalogue = {
   },
   'identity.mfa.enrolled': {
     version: 1,
-    description: 'A player enabled a second factor (an authenticator app, confirmed with a first code); it is asked for at every sign-in from now on.',
+    description:
+      'A player enabled a second factor: an authenticator app (`totp`, confirmed with a first code) or a passkey or security key (`webauthn`, one event per credential); one is asked for at every sign-in from now on.',
     payload: MfaEnrolled,
+  },
+  'identity.mfa.removed': {
+    version: 1,
+    description: 'A player removed a second factor: one passkey or security key (`webauthn`). Their other factors stay.',
+    payload: MfaRemoved,
   },
   'identity.token.reuse_detected': {
     version: 1,

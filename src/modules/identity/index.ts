@@ -18,6 +18,7 @@ import { SignInThrottle } from './throttle.ts';
 import { TotpService } from './totp.ts';
 import { SESSION_PERMISSIONS, SessionService } from './sessions.ts';
 import { PasswordService } from './passwords.ts';
+import { relyingPartyOf, WebAuthnService } from './webauthn.ts';
 
 export type { ClientService, CreatedClient, GrantType, NewClient } from './clients.ts';
 export type { ClientRecord } from './store.ts';
@@ -60,13 +61,15 @@ export const identityModule = defineModule<IdentityApi>({
       windowSeconds: config.signInWindowSeconds,
     });
     const totp = new TotpService(kernel, db);
-    const identity = new IdentityService(kernel, accounts, throttle, totp);
+    const webauthn = new WebAuthnService(kernel, db, relyingPartyOf(config.publicUrl));
+    const identity = new IdentityService(kernel, accounts, throttle, totp, webauthn);
     const sessions = new SessionService(kernel, db);
     const passwords = new PasswordService(kernel, db, use(playersModule), sessions);
     // The platform's step-up guard asks whether a player has a second factor (the other
     // factors' modules add their checks the same way), and its bearer check whether a
     // token's session has ended.
     kernel.authPolicy.addSecondFactorCheck((playerId) => totp.isEnabled(playerId));
+    kernel.authPolicy.addSecondFactorCheck((playerId) => webauthn.hasCredentials(playerId));
     kernel.authPolicy.setSessionEndedCheck((sessionId) => sessions.isEnded(sessionId));
     const host = new ProviderHost({
       issuer,
@@ -98,6 +101,7 @@ export const identityModule = defineModule<IdentityApi>({
         clients,
         identity,
         totp,
+        webauthn,
         cache: kernel.cache,
         labelOf: async (playerId) => {
           const login = (await accounts.find(playerId))?.claims.preferred_username;

@@ -75,6 +75,43 @@ export const migrations: Migration[] = [
     `,
   },
   {
+    name: '0003_webauthn',
+    sql: `
+      -- WebAuthn credentials (passkeys and hardware security keys) of players, several per
+      -- account. The credential id (base64url) is unique across all accounts: the same
+      -- authenticator credential cannot be registered twice. The public key is the COSE
+      -- key; the signature counter must grow with every use when the authenticator keeps one.
+      create table identity.webauthn_credentials (
+        account_id text not null,
+        credential_id text not null,
+        public_key bytea not null,
+        counter bigint not null default 0 check (counter >= 0),
+        transports jsonb not null default '[]',
+        device_type text not null check (device_type in ('singleDevice', 'multiDevice')),
+        backed_up boolean not null,
+        aaguid text not null,
+        name text not null,
+        created_at timestamptz not null default now(),
+        last_used_at timestamptz,
+        primary key (account_id, credential_id)
+      );
+      create unique index webauthn_credentials_id on identity.webauthn_credentials (credential_id);
+
+      -- Outstanding WebAuthn challenges, single use (deleted when used) and short-lived:
+      -- a registration's is bound to the account (subject = account id), a sign-in's to the
+      -- provider's interaction (subject = its uid) and to the account that passed the password.
+      create table identity.webauthn_challenges (
+        purpose text not null check (purpose in ('registration', 'authentication')),
+        subject text not null,
+        account_id text not null,
+        challenge text not null,
+        expires_at timestamptz not null,
+        primary key (purpose, subject)
+      );
+      create index webauthn_challenges_expiry on identity.webauthn_challenges (expires_at);
+    `,
+  },
+  {
     name: '0005_sessions_passwords',
     sql: `
       -- Sign-in sessions as the player sees them (devices): one row per provider session,

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 
-// Server-rendered pages of the hosted sign-in: no scripts, no external assets, one
-// inline style sheet allowed by a per-response nonce. Every value is escaped.
+// Server-rendered pages of the hosted sign-in: no external assets, one inline style
+// sheet allowed by a per-response nonce. Every value is escaped. The one script (the
+// passkey step's, served by Pitboss at PASSKEY_SCRIPT_PATH) is allowed by the same nonce.
 
 const escapes: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 export const escapeHtml = (value: string): string => value.replace(/[&<>"']/g, (c) => escapes[c]!);
@@ -22,10 +23,12 @@ const STYLE = `
   button { font: inherit; font-weight: 600; margin-top: 1.5rem; width: 100%; padding: 0.6rem; border-radius: 0.25rem; border: 1px solid ButtonText; cursor: pointer; }
   .error { border-left: 4px solid #b00020; padding: 0.5rem 0.75rem; margin: 0 0 1rem; }
   .secondary { background: transparent; }
+  .passkey { margin: 0 0 1.5rem; }
 `;
 
-export function layout(title: string, body: string): Page {
+export function layout(title: string, body: string, scriptSrc?: string): Page {
   const nonce = randomBytes(16).toString('base64');
+  const script = scriptSrc ? `<script nonce="${nonce}" src="${escapeHtml(scriptSrc)}" defer></script>\n` : '';
   const html = `<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -34,7 +37,7 @@ export function layout(title: string, body: string): Page {
 <meta name="referrer" content="no-referrer">
 <title>${escapeHtml(title)}</title>
 <style nonce="${nonce}">${STYLE}</style>
-</head>
+${script}</head>
 <body>
 <main>
 ${body}
@@ -47,7 +50,7 @@ ${body}
     headers: {
       'content-type': 'text/html; charset=utf-8',
       'cache-control': 'no-store',
-      'content-security-policy': `default-src 'none'; style-src 'nonce-${nonce}'; base-uri 'none'; frame-ancestors 'none'`,
+      'content-security-policy': `default-src 'none'; style-src 'nonce-${nonce}';${scriptSrc ? ` script-src 'nonce-${nonce}';` : ''} base-uri 'none'; frame-ancestors 'none'`,
       'x-frame-options': 'DENY',
       'x-content-type-options': 'nosniff',
       'referrer-policy': 'no-referrer',
@@ -102,6 +105,50 @@ ${error}
 <input type="text" id="code" name="code" inputmode="numeric" autocomplete="one-time-code" autocapitalize="none" spellcheck="false" required maxlength="40"${described} autofocus>
 <button type="submit">Continue</button>
 </form>`,
+  );
+}
+
+/** Where the sign-in page's passkey script is served (by Pitboss itself). */
+export const PASSKEY_SCRIPT_PATH = '/sign-in/assets/passkey.js';
+
+export interface SecondFactorForm extends CodeForm {
+  /** The player has an authenticator app: the code form is offered too. */
+  readonly totp: boolean;
+  /** navigator.credentials.get options (JSON) for this interaction's challenge. */
+  readonly passkeyOptions: string;
+  /** Which of the two the error is about (the code field is marked invalid only for `code`). */
+  readonly failed?: 'passkey' | 'code';
+}
+
+/**
+ * The second step for a player with passkeys or security keys: the passkey button (its
+ * script posts the assertion in a hidden field) and, with an authenticator app, the code
+ * form. The button works only with scripts; the code form without.
+ */
+export function secondFactorPage(form: SecondFactorForm): Page {
+  const error = form.error ? `<p class="error" id="code-error" role="alert">${escapeHtml(form.error)}</p>` : '';
+  const described = form.error && form.failed === 'code' ? ' aria-describedby="code-hint code-error" aria-invalid="true"' : ' aria-describedby="code-hint"';
+  const buttonDescribed = form.error && form.failed !== 'code' ? 'code-error passkey-status' : 'passkey-status';
+  const code = form.totp
+    ? `<form method="post" action="${escapeHtml(form.action)}" novalidate>
+<label for="code">Or enter an authentication code</label>
+<p id="code-hint">The 6-digit code from your authenticator app, or one of your recovery codes.</p>
+<input type="text" id="code" name="code" inputmode="numeric" autocomplete="one-time-code" autocapitalize="none" spellcheck="false" required maxlength="40"${described}>
+<button type="submit" class="secondary">Continue with the code</button>
+</form>`
+    : '';
+  return layout(
+    'Confirm it is you',
+    `<h1>Confirm it is you</h1>
+<p>to continue to ${escapeHtml(form.clientName)}</p>
+${error}
+<form method="post" action="${escapeHtml(form.action)}" id="passkey-form" class="passkey" data-options="${escapeHtml(form.passkeyOptions)}">
+<input type="hidden" name="assertion" id="passkey-assertion" value="">
+<button type="button" id="passkey-button" aria-describedby="${buttonDescribed}" autofocus>Use a passkey or security key</button>
+<p id="passkey-status" role="status" aria-live="polite"><noscript>Passkeys and security keys need JavaScript in this browser.${form.totp ? ' Use a code instead.' : ''}</noscript></p>
+</form>
+${code}`,
+    PASSKEY_SCRIPT_PATH,
   );
 }
 

@@ -11,6 +11,8 @@ import type { IdentityService } from './service.ts';
 import { signInRoutes } from './sign-in-routes.ts';
 import type { TotpService } from './totp.ts';
 import { accountRoutes, type AccountRouteDeps } from './account-routes.ts';
+import { webauthnRoutes } from './webauthn-routes.ts';
+import type { WebAuthnService } from './webauthn.ts';
 
 const tags = ['identity'];
 const bearer = [{ bearer: [] }];
@@ -60,6 +62,7 @@ export interface IdentityRouteDeps {
   readonly clients: ClientService;
   readonly identity: IdentityService;
   readonly totp: TotpService;
+  readonly webauthn: WebAuthnService;
   readonly cache: Cache;
   /** The label of a player's entry in their authenticator app (their login). */
   readonly labelOf: (playerId: string) => Promise<string>;
@@ -67,7 +70,7 @@ export interface IdentityRouteDeps {
   readonly account?: AccountRouteDeps;
 }
 
-export function identityRoutes({ host, issuerPath, clients, identity, totp, cache, labelOf, account }: IdentityRouteDeps) {
+export function identityRoutes({ host, issuerPath, clients, identity, totp, webauthn, cache, labelOf, account }: IdentityRouteDeps) {
   return async (app: HttpApp): Promise<void> => {
     app.addSchema(Client);
 
@@ -83,8 +86,9 @@ export function identityRoutes({ host, issuerPath, clients, identity, totp, cach
     app.all(issuerPath, delegated, unreachable);
     app.all(`${issuerPath}/*`, delegated, unreachable);
 
-    await app.register(signInRoutes(host, identity, cache));
+    await app.register(signInRoutes(host, identity, cache, { totp, webauthn }));
     if (account) await app.register(accountRoutes(account));
+    await app.register(webauthnRoutes(webauthn, labelOf));
 
     const playerOf = (request: { principal: { kind: string; id?: string } }): string => {
       if (request.principal.kind !== 'player' || !request.principal.id) throw fail('MFA_PLAYERS_ONLY');

@@ -15,7 +15,7 @@ export const DEFAULT_USER_SCOPE = ['openid', 'offline_access', 'profile', 'email
 export const ACR = {
   /** One factor: a password. */
   password: 'urn:pitboss:acr:1fa',
-  /** Two factors: a password and a one-time code (TOTP or a recovery code). */
+  /** Two factors: a password and a one-time code (TOTP or a recovery code) or a passkey or security key (WebAuthn). */
   mfa: 'urn:pitboss:acr:2fa',
   /** A service authenticated with its client credentials. */
   client: 'urn:pitboss:acr:client',

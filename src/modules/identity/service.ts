@@ -6,6 +6,7 @@ import type { TokenReuse } from './provider.ts';
 import { ACR } from './scopes.ts';
 import type { Lock, SignInThrottle } from './throttle.ts';
 import type { TotpService } from './totp.ts';
+import type { WebAuthnService } from './webauthn.ts';
 
 export type SignInResult =
   | (PasswordCheck & { acr: string; amr: string[] })
@@ -25,12 +26,14 @@ export class IdentityService {
   readonly #accounts: Accounts;
   readonly #throttle: SignInThrottle;
   readonly #totp: TotpService;
+  readonly #webauthn: WebAuthnService;
 
-  constructor(kernel: Kernel, accounts: Accounts, throttle: SignInThrottle, totp: TotpService) {
+  constructor(kernel: Kernel, accounts: Accounts, throttle: SignInThrottle, totp: TotpService, webauthn: WebAuthnService) {
     this.#kernel = kernel;
     this.#accounts = accounts;
     this.#throttle = throttle;
     this.#totp = totp;
+    this.#webauthn = webauthn;
   }
 
   /**
@@ -43,7 +46,7 @@ export class IdentityService {
     const lock = await this.#throttle.lockOf(loginOrEmail, ctx.sourceIp);
     if (lock) return { outcome: 'locked', lock };
     const check = await this.#accounts.checkPassword(loginOrEmail, password);
-    if (check.outcome === 'signed_in' && (await this.#totp.isEnabled(check.accountId))) {
+    if (check.outcome === 'signed_in' && ((await this.#totp.isEnabled(check.accountId)) || (await this.#webauthn.hasCredentials(check.accountId)))) {
       return { outcome: 'mfa_required', accountId: check.accountId };
     }
     return this.#finish(ctx, clientId, loginOrEmail, check, ACR.password, ['pwd']);
@@ -68,6 +71,20 @@ export class IdentityService {
       });
     }
     return result;
+  }
+
+  /**
+   * The second step with a passkey or security key: the assertion the sign-in page's
+   * script posted for the interaction's challenge. A failure counts as a failed sign-in
+   * of the login (towards its lock), like a wrong code.
+   */
+  async completeWebAuthn(ctx: RequestContext, clientId: string, pending: PendingMfa, interactionUid: string, assertion: string): Promise<SignInResult> {
+    const lock = await this.#throttle.lockOf(pending.loginOrEmail, ctx.sourceIp);
+    if (lock) return { outcome: 'locked', lock };
+    const outcome = await this.#webauthn.verifyAssertion(ctx, pending.accountId, interactionUid, assertion);
+    const check: PasswordCheck = outcome === 'verified' ? { outcome: 'signed_in', accountId: pending.accountId } : { outcome: 'invalid_credentials', accountId: pending.accountId };
+    // RFC 8176: `hwk` for a proof of possession of a hardware-secured key; `mfa` for more than one factor.
+    return this.#finish(ctx, clientId, pending.loginOrEmail, check, ACR.mfa, ['pwd', 'hwk', 'mfa']);
   }
 
   /** Audits and emits the outcome, counts failures (delaying the answer, or locking). */

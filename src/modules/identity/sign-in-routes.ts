@@ -3,15 +3,20 @@ import { Type } from 'typebox';
 import { contextOf } from '../../platform/http/auth.ts';
 import type { HttpApp } from '../../platform/http/types.ts';
 import type { Cache } from '../../platform/cache/cache.ts';
-import { codePage, messagePage, signInPage, type Page } from './pages.ts';
+import { codePage, messagePage, PASSKEY_SCRIPT_PATH, secondFactorPage, signInPage, type Page } from './pages.ts';
+import { PASSKEY_SCRIPT } from './passkey-script.ts';
 import { SIGN_IN_PATH, type ProviderHost } from './provider.ts';
 import type { IdentityService, PendingMfa, SignInResult } from './service.ts';
+import type { TotpService } from './totp.ts';
+import type { WebAuthnService } from './webauthn.ts';
 
 const Params = Type.Object({ uid: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) });
 const Form = Type.Object({
   login: Type.Optional(Type.String({ maxLength: 1000 })),
   password: Type.Optional(Type.String({ maxLength: 2000 })),
   code: Type.Optional(Type.String({ maxLength: 100 })),
+  /** The passkey step's assertion (AuthenticationResponseJSON), posted by its script. */
+  assertion: Type.Optional(Type.String({ maxLength: 6000 })),
 });
 
 // One answer for an unknown account and a wrong password: nothing tells them apart.
@@ -19,6 +24,7 @@ const INVALID_CREDENTIALS = 'The login or password is not correct.';
 // The same for every login, known or not, so a lock tells nothing about the account.
 const LOCKED = 'Too many failed attempts. Sign-in is paused for this account or network; try again later.';
 const INVALID_CODE = 'The code is not correct. Enter the current code from your app, or a recovery code.';
+const INVALID_PASSKEY = 'The passkey or security key was not accepted. Try again with one registered for this account.';
 const NOT_ALLOWED = 'This account cannot sign in. Please contact support.';
 const EXPIRED = 'This sign-in page has expired or was opened outside the app. Go back to the app and sign in again.';
 
@@ -31,7 +37,7 @@ type Details = Awaited<ReturnType<Awaited<ReturnType<ProviderHost['provider']>>[
  * here with an interaction cookie bound to this path; a form posted from another site
  * arrives without it (SameSite=Lax) and is refused, which is the page's CSRF defence.
  */
-export function signInRoutes(host: ProviderHost, service: IdentityService, cache: Cache) {
+export function signInRoutes(host: ProviderHost, service: IdentityService, cache: Cache, factors: { totp: TotpService; webauthn: WebAuthnService }) {
   // Who passed the password step of an interaction and owes a second factor. The
   // interaction itself is bound to the browser by its cookie; this lives in the cache
   // (Redis when configured, shared by every process) as long as the step may take.
@@ -71,6 +77,16 @@ export function signInRoutes(host: ProviderHost, service: IdentityService, cache
     return provider.interactionResult(request.raw, reply.raw, { consent: { grantId } }, { mergeWithLastSubmission: true });
   }
 
+  /**
+   * The second step's page: the code form, or with passkeys the passkey button (options
+   * with a new challenge for this interaction) and, with an authenticator app, the code form.
+   */
+  async function secondStep(uid: string, accountId: string, action: string, name: string, error?: string, failed?: 'passkey' | 'code'): Promise<Page> {
+    if (!(await factors.webauthn.hasCredentials(accountId))) return codePage({ action, clientName: name, error });
+    const options = await factors.webauthn.authenticationOptions(accountId, uid);
+    return secondFactorPage({ action, clientName: name, error, failed, totp: await factors.totp.isEnabled(accountId), passkeyOptions: JSON.stringify(options) });
+  }
+
   async function clientName(clientId: unknown): Promise<string> {
     const client = typeof clientId === 'string' ? await (await host.provider()).Client.find(clientId) : undefined;
     return client?.clientName ?? 'the app';
@@ -83,6 +99,12 @@ export function signInRoutes(host: ProviderHost, service: IdentityService, cache
     });
 
     const schema = { hide: true, params: Params };
+
+    app.get(PASSKEY_SCRIPT_PATH, { schema: { hide: true } }, async (_request, reply) =>
+      reply
+        .headers({ 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'public, max-age=300', 'x-content-type-options': 'nosniff', 'cross-origin-resource-policy': 'same-origin' })
+        .send(PASSKEY_SCRIPT),
+    );
 
     app.get(`${SIGN_IN_PATH}/:uid`, { schema }, async (request, reply) => {
       const details = await interaction(request.params.uid, request, reply);
@@ -100,19 +122,19 @@ export function signInRoutes(host: ProviderHost, service: IdentityService, cache
       const name = await clientName(clientId);
       const ctx = contextOf(request);
 
-      const answer = async (result: SignInResult, retry: (error: string) => Page, invalid: string) => {
+      const answer = async (result: SignInResult, retry: (error: string) => Page | Promise<Page>, invalid: string) => {
         switch (result.outcome) {
           case 'invalid_credentials':
-            return send(reply, 400, retry(invalid));
+            return send(reply, 400, await retry(invalid));
           case 'locked': {
             await cache.del(pendingKey(details.uid)).catch(() => {});
             const retryAfter = Math.max(1, Math.ceil((result.lock.until.getTime() - Date.now()) / 1000));
-            return send(reply.header('retry-after', String(retryAfter)), 429, retry(LOCKED));
+            return send(reply.header('retry-after', String(retryAfter)), 429, await retry(LOCKED));
           }
           case 'account_not_allowed':
-            return send(reply, 403, retry(NOT_ALLOWED));
+            return send(reply, 403, await retry(NOT_ALLOWED));
           case 'mfa_required':
-            return send(reply, 200, codePage({ action, clientName: name }));
+            return send(reply, 200, await secondStep(details.uid, result.accountId, action, name));
           case 'signed_in': {
             await cache.del(pendingKey(details.uid)).catch(() => {});
             const provider = await host.provider();
@@ -127,12 +149,19 @@ export function signInRoutes(host: ProviderHost, service: IdentityService, cache
         }
       };
 
+      if (request.body.assertion !== undefined) {
+        const pending = await pendingOf(details.uid);
+        if (!pending) return send(reply, 400, messagePage('Sign-in expired', EXPIRED));
+        const retry = (error: string) => secondStep(details.uid, pending.accountId, action, name, error, 'passkey');
+        return answer(await service.completeWebAuthn(ctx, clientId, pending, details.uid, request.body.assertion), retry, INVALID_PASSKEY);
+      }
+
       if (request.body.code !== undefined) {
         const pending = await pendingOf(details.uid);
         if (!pending) return send(reply, 400, messagePage('Sign-in expired', EXPIRED));
         const code = request.body.code.trim();
-        const retry = (error: string) => codePage({ action, clientName: name, error });
-        if (code === '') return send(reply, 400, retry(INVALID_CODE));
+        const retry = (error: string) => secondStep(details.uid, pending.accountId, action, name, error, 'code');
+        if (code === '') return send(reply, 400, await retry(INVALID_CODE));
         return answer(await service.completeMfa(ctx, clientId, pending, code), retry, INVALID_CODE);
       }
 

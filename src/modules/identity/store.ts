@@ -74,7 +74,34 @@ export type IdentityTables = {
   'identity.recovery_codes': { account_id: string; code_hash: string; used_at: Date | null };
   'identity.sessions': SessionTable;
   'identity.password_resets': PasswordResetTable;
+  'identity.webauthn_credentials': WebAuthnCredentialTable;
+  'identity.webauthn_challenges': WebAuthnChallengeTable;
 };
+
+export interface WebAuthnCredentialTable {
+  account_id: string;
+  /** base64url, as the browser reports it. */
+  credential_id: string;
+  /** The COSE public key. */
+  public_key: Uint8Array;
+  counter: number | string | bigint;
+  transports: string[] | string;
+  device_type: 'singleDevice' | 'multiDevice';
+  backed_up: boolean;
+  aaguid: string;
+  name: string;
+  created_at: Date;
+  last_used_at: Date | null;
+}
+
+export interface WebAuthnChallengeTable {
+  purpose: 'registration' | 'authentication';
+  /** The account (registration) or the provider's interaction uid (sign-in). */
+  subject: string;
+  account_id: string;
+  challenge: string;
+  expires_at: Date;
+}
 
 type Executor = Kysely<IdentityTables> | Transaction<IdentityTables>;
 
