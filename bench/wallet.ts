@@ -187,7 +187,8 @@ async function batchStats(url: string): Promise<string> {
   const text = (await call(`${url}/metrics`, 'GET')).body;
   const value = (name: string) => Number(new RegExp(`^${name} ([\\d.e+-]+)$`, 'm').exec(text)?.[1] ?? 'NaN');
   const batches = value('pitboss_ledger_batch_size_count');
-  return `${batches} batches, mean ${(value('pitboss_ledger_batch_size_sum') / batches).toFixed(1)} movements, mean ${((1000 * value('pitboss_ledger_batch_seconds_sum')) / batches).toFixed(1)} ms each`;
+  const path = (name: string) => Number(new RegExp(`^pitboss_ledger_batches_total\\{path="${name}"\\} ([\\d.e+-]+)$`, 'm').exec(text)?.[1] ?? '0');
+  return `${batches} batches (${path('fast')} fast, ${path('locked')} locked), mean ${(value('pitboss_ledger_batch_size_sum') / batches).toFixed(1)} movements, mean ${((1000 * value('pitboss_ledger_batch_seconds_sum')) / batches).toFixed(1)} ms each`;
 }
 
 /** Starts rounds at a fixed rate (open loop) for `seconds`; latency includes any queueing. */
