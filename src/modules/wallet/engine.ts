@@ -272,6 +272,8 @@ interface Learned {
   readonly transactions: readonly LedgerTransaction[];
   /** Keys and their first answers (request hash TOMBSTONE: a key a rollback closed). */
   readonly answers: readonly StoredAnswer[];
+  /** Bets the locked path read under its locks, each with every transaction that referred to it then. */
+  readonly bets?: readonly { bet: LedgerTransaction; children: readonly LedgerTransaction[] }[];
 }
 
 interface StoredAnswer {
@@ -416,7 +418,8 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
     const check = await batchStatement(plan, [], now()).execute(trx);
     if (!check.rows[0]?.ok) throw new ConcurrentDuplicate();
   }
-  return { results: plan.results, events: plan.events.length, learned: { accounts: [...accounts.values()], transactions: plan.written, answers: [...storedAnswers, ...answersOf(plan)] } };
+  const bets = [...refTx.values()].filter((t) => t.type === 'bet').map((bet) => ({ bet, children: referencing.get(bet.id) ?? [] }));
+  return { results: plan.results, events: plan.events.length, learned: { accounts: [...accounts.values()], transactions: plan.written, answers: [...storedAnswers, ...answersOf(plan)], bets } };
 }
 
 // Only answers the statement is known to have written (it checks their count): a
@@ -473,8 +476,12 @@ export async function writeBatchFast(
         if (!tx) throw new NeedsLockedPath(`transaction ${provider}/${ref}`);
         return tx;
       },
-      referencing: (_player, id) => {
-        throw new NeedsLockedPath(`transactions referring to ${id}`);
+      referencing: (player, id) => {
+        // A bet written earlier in this batch has no history before it (planBatch adds the batch's own).
+        if ([...batchRefs.values()].some((t) => t.id === id)) return [];
+        const children = cache.childrenOf(player, id);
+        if (!children) throw new NeedsLockedPath(`transactions referring to ${id}`);
+        return children;
       },
       onWritten: (tx) => {
         if (tx.provider && tx.externalRef) batchRefs.set(refKey(tx.playerId, tx.provider, tx.externalRef), tx);
@@ -755,6 +762,14 @@ function batchStatement(plan: PlannedBatch, guarded: readonly AccountState[], at
       and (select count(*) from answers) = ${answers.length}) as ok`;
 }
 
+interface BetEntry {
+  readonly bet: LedgerTransaction;
+  readonly children: LedgerTransaction[];
+}
+
+/** Bets remembered per player for the wins that name them. */
+const BETS_PER_PLAYER = 64;
+
 /**
  * A lane's memory of the ledger as it last left it: the wallets of its recent players
  * (all wallet types of a currency, or none), its house shard's accounts, and recent
@@ -764,7 +779,8 @@ function batchStatement(plan: PlannedBatch, guarded: readonly AccountState[], at
  */
 export class LaneCache {
   readonly #players: LRUCache<string, Map<string, AccountState>>;
-  readonly #bets: LRUCache<string, LedgerTransaction>;
+  /** Per player: recent bets by provider reference, each with every transaction that refers to it. */
+  readonly #bets: LRUCache<string, Map<string, BetEntry>>;
   readonly #answers: LRUCache<string, { hash: string; outcome: Outcome }>;
   readonly #house = new Map<string, AccountState>();
   readonly #walletTypes: readonly string[];
@@ -772,7 +788,7 @@ export class LaneCache {
   constructor(walletTypes: readonly string[], maxPlayers: number) {
     this.#walletTypes = walletTypes;
     this.#players = new LRUCache({ max: Math.max(1, maxPlayers) });
-    this.#bets = new LRUCache({ max: Math.max(1, maxPlayers) * 4 });
+    this.#bets = new LRUCache({ max: Math.max(1, maxPlayers) });
     this.#answers = new LRUCache({ max: Math.max(1, maxPlayers) * 8 });
   }
 
@@ -794,8 +810,30 @@ export class LaneCache {
     return state ? { ...state } : undefined;
   }
 
+  /**
+   * A recent bet, if cached and if its history here is known complete: only bets that
+   * moved the player's money, so that any rollback of it (elsewhere too) moves the
+   * player's wallets, which the fast path's statement checks.
+   */
   bet(playerId: string, provider: string, externalRef: string): LedgerTransaction | undefined {
-    return this.#bets.get(refKey(playerId, provider, externalRef));
+    const entry = this.#bets.get(playerId)?.get(`${provider}\u0000${externalRef}`);
+    return entry && Object.values(entry.bet.split).some((v) => v !== 0n) ? entry.bet : undefined;
+  }
+
+  /** Every transaction that refers to a cached bet (wins, rollbacks), or undefined if the bet is not cached. */
+  childrenOf(playerId: string, betId: string): readonly LedgerTransaction[] | undefined {
+    for (const entry of this.#bets.get(playerId)?.values() ?? []) if (entry.bet.id === betId) return entry.children;
+    return undefined;
+  }
+
+  #remember(bet: LedgerTransaction, children: readonly LedgerTransaction[]): void {
+    let bets = this.#bets.get(bet.playerId);
+    if (!bets) {
+      bets = new Map();
+      this.#bets.set(bet.playerId, bets);
+    }
+    bets.set(`${bet.provider}\u0000${bet.externalRef}`, { bet, children: [...children] });
+    if (bets.size > BETS_PER_PLAYER) bets.delete(bets.keys().next().value!);
   }
 
   /** Whether an account is cached; name `*`: whether all of a player's wallets in the currency are. */
@@ -825,15 +863,29 @@ export class LaneCache {
         this.#players.set(key, new Map(states.map((s) => [s.key.name, s])));
       }
     }
+    // Bets read under the locks come with their whole history; new bets have none yet;
+    // new wins and rollbacks join the history of their cached bet.
+    for (const { bet, children } of learned.bets ?? []) this.#remember(bet, children);
     for (const tx of learned.transactions) {
-      if (tx.type === 'bet' && tx.provider && tx.externalRef) this.#bets.set(refKey(tx.playerId, tx.provider, tx.externalRef), tx);
+      if (tx.type === 'bet' && tx.provider && tx.externalRef && !this.childrenOf(tx.playerId, tx.id)) this.#remember(tx, []);
+    }
+    for (const tx of learned.transactions) {
+      if (!tx.referenceId) continue;
+      const children = this.childrenOf(tx.playerId, tx.referenceId);
+      if (children) (children as LedgerTransaction[]).push(tx);
     }
     for (const a of learned.answers) this.#answers.set(`${a.scope}\u0000${a.key}`, { hash: a.hash, outcome: a.outcome });
   }
 
-  /** Forgets what a failed fast-path batch assumed: its players' wallets and the house accounts. */
+  /**
+   * Forgets what a failed fast-path batch assumed: its players' wallets and bets (another
+   * process may have moved the money or rolled a bet back) and the house accounts.
+   */
   forget(commands: readonly LedgerCommand[]): void {
-    for (const c of commands) this.#players.delete(`${c.playerId}|${c.currency}`);
+    for (const c of commands) {
+      this.#players.delete(`${c.playerId}|${c.currency}`);
+      this.#bets.delete(c.playerId);
+    }
     this.#house.clear();
   }
 }
