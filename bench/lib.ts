@@ -11,9 +11,11 @@ export interface Started {
   stop(): Promise<void>;
 }
 
+/** A port for a bench server, chosen before it starts when its env must name it (PUBLIC_URL). */
+export const randomPort = (): number => 20000 + Math.floor(Math.random() * 20000);
+
 /** Starts `pitboss serve` as its own process (so the load generator does not share its event loop). */
-export async function startServer(env: Record<string, string>): Promise<Started> {
-  const port = 20000 + Math.floor(Math.random() * 20000);
+export async function startServer(env: Record<string, string>, port = randomPort()): Promise<Started> {
   const started = performance.now();
   const child = spawn(process.execPath, [resolve(root, 'bin/pitboss.js'), 'serve'], {
     env: { ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port), HOST: '127.0.0.1' },
