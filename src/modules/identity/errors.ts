@@ -9,6 +9,7 @@ export const fail = defineErrors({
   MFA_TOTP_ALREADY_ENABLED: { status: 409, message: 'An authenticator app is already enabled for this account.' },
   MFA_TOTP_NOT_STARTED: { status: 409, message: 'No authenticator app enrolment is waiting for confirmation; start one first.' },
   MFA_CODE_INVALID: { status: 400, message: 'The code is not correct or has expired.' },
+  LOCAL_MESSAGES_OFF: { status: 404, message: 'The local message gateway is not in use for this channel (SMS_GATEWAY / EMAIL_GATEWAY).' },
 });
 
 /** Field error codes of a client registration (reported together as VALIDATION_FAILED). */

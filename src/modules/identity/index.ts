@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { ConfigError, oidcIssuer } from '../../platform/config.ts';
 import { tablesOf } from '../../platform/db/database.ts';
+import type { HttpApp } from '../../platform/http/types.ts';
 import { defineModule } from '../../platform/module.ts';
 import { playersModule } from '../players/index.ts';
 import { Accounts } from './accounts.ts';
@@ -11,6 +12,7 @@ import { migrations } from './migrations.ts';
 import { deleteExpiredPayloads } from './oidc-adapter.ts';
 import { ProviderHost } from './provider.ts';
 import { identityRoutes } from './routes.ts';
+import { LOCAL_MESSAGES_PERMISSION, localMessageRoutes } from './local-messages-routes.ts';
 import { IdentityService } from './service.ts';
 import { sharedSecret, type IdentityTables } from './store.ts';
 import { SignInThrottle } from './throttle.ts';
@@ -26,6 +28,14 @@ export interface IdentityApi {
   readonly issuer: string;
 }
 
+type Routes = (app: HttpApp) => Promise<void>;
+/** Several route sets registered one after the other in the module's scope. */
+const inOrder =
+  (...sets: Routes[]): Routes =>
+  async (app) => {
+    for (const routes of sets) await routes(app);
+  };
+
 /** OAuth2/OpenID Connect provider (panva's oidc-provider), hosted sign-in, and the client registry. */
 export const identityModule = defineModule<IdentityApi>({
   name: 'identity',
@@ -36,6 +46,7 @@ export const identityModule = defineModule<IdentityApi>({
   permissions: {
     [PERMISSIONS.readClients]: 'See registered OAuth2 clients (never their secrets).',
     [PERMISSIONS.manageClients]: 'Register OAuth2 clients, disable them and rotate their secrets.',
+    [LOCAL_MESSAGES_PERMISSION]: 'Read the messages (SMS codes, email links) kept by the local message gateway, while it is in use (development and test deployments).',
   },
   create(kernel, use) {
     const { config } = kernel;
@@ -74,7 +85,8 @@ export const identityModule = defineModule<IdentityApi>({
     let timer: NodeJS.Timeout | undefined;
     return {
       api: { clients, issuer },
-      routes: identityRoutes({
+      routes: inOrder(
+        identityRoutes({
         host,
         issuerPath,
         clients,
@@ -86,6 +98,8 @@ export const identityModule = defineModule<IdentityApi>({
           return typeof login === 'string' ? login : playerId;
         },
       }),
+        localMessageRoutes(config, kernel.database.db),
+      ),
       start: async () => {
         await host.provider();
         timer = setInterval(() => {
