@@ -22,11 +22,11 @@ describe('GET /v1/identity/local-messages (the local gateway, for staff)', () =>
   it('lists messages newest first, by recipient and channel', async () => {
     const res = await get('?recipient=%2B447700900111', reader);
     assert.equal(res.statusCode, 200, res.body);
-    const items = (res.json() as { items: { body: string; channel: string; recipient: string }[] }).items;
+    const items = res.json<{ items: { body: string; channel: string; recipient: string }[] }>().items;
     assert.deepEqual(items.map((m) => m.body), ['Your code is 222222', 'Your code is 111111']);
-    const emails = (await get('?channel=email', reader)).json() as { items: { subject: string }[] };
+    const emails = (await get('?channel=email', reader)).json<{ items: { subject: string }[] }>();
     assert.deepEqual(emails.items.map((m) => m.subject), ['Hello']);
-    assert.equal(((await get('?limit=1', reader)).json() as { items: unknown[] }).items.length, 1);
+    assert.equal((await get('?limit=1', reader)).json<{ items: unknown[] }>().items.length, 1);
   });
 
   it('needs the permission; bad queries are refused', async () => {
@@ -35,7 +35,7 @@ describe('GET /v1/identity/local-messages (the local gateway, for staff)', () =>
     for (const bad of ['?limit=0', '?limit=201', '?channel=fax', '?recipient=', '?other=1']) {
       const res = await get(bad, reader);
       assert.equal(res.statusCode, 400, bad);
-      assert.equal((res.json() as { code: string }).code, 'VALIDATION_FAILED', bad);
+      assert.equal(res.json<{ code: string }>().code, 'VALIDATION_FAILED', bad);
     }
   });
 
@@ -47,7 +47,7 @@ describe('GET /v1/identity/local-messages (the local gateway, for staff)', () =>
       const inject = (query: string) => real.server.app.inject({ method: 'GET', url: `/v1/identity/local-messages${query}`, headers: { authorization: `Bearer ${token}` } });
       const sms = await inject('?channel=sms');
       assert.equal(sms.statusCode, 404);
-      assert.equal((sms.json() as { code: string }).code, 'LOCAL_MESSAGES_OFF');
+      assert.equal(sms.json<{ code: string }>().code, 'LOCAL_MESSAGES_OFF');
       assert.equal((await inject('?channel=email')).statusCode, 200);
     } finally {
       await real.close();

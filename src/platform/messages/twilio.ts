@@ -68,7 +68,7 @@ export class TwilioSmsGateway implements MessageGateway {
       // Not JSON: a proxy's error page, reported by status below.
     }
     if (response.status !== 201 && response.status !== 200) {
-      const code = body.code === undefined || body.code === null ? `HTTP_${response.status}` : String(body.code);
+      const code = typeof body.code === 'number' || typeof body.code === 'string' ? String(body.code) : `HTTP_${response.status}`;
       throw new MessageGatewayError(this.name, code, typeof body.message === 'string' ? body.message : `HTTP ${response.status}`, response.status);
     }
     if (typeof body.sid !== 'string' || body.sid === '') throw new MessageGatewayError(this.name, 'NO_SID', 'accepted without a message sid', response.status);
