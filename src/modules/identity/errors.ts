@@ -9,6 +9,13 @@ export const fail = defineErrors({
   MFA_TOTP_ALREADY_ENABLED: { status: 409, message: 'An authenticator app is already enabled for this account.' },
   MFA_TOTP_NOT_STARTED: { status: 409, message: 'No authenticator app enrolment is waiting for confirmation; start one first.' },
   MFA_CODE_INVALID: { status: 400, message: 'The code is not correct or has expired.' },
+  MFA_SMS_PHONE_INVALID: { status: 400, message: 'The phone number must be in E.164 form: a plus, the country code and the number, e.g. +447700900123.' },
+  MFA_SMS_ALREADY_ENABLED: { status: 409, message: 'A phone number is already enabled as a second factor; remove it first.' },
+  MFA_SMS_NOT_STARTED: { status: 409, message: 'No phone number is waiting for confirmation; start an enrolment first.' },
+  MFA_SMS_NOT_ENABLED: { status: 404, message: 'No phone number is enrolled as a second factor.' },
+  MFA_SMS_RESEND_TOO_SOON: { status: 429, message: 'A code was sent less than a minute ago; wait before asking for another (see retryAfter).' },
+  MFA_SMS_NOT_SENT: { status: 502, message: 'The SMS gateway did not accept the message; try again later.' },
+  MFA_POLICY_PLAYER_NOT_FOUND: { status: 404, message: 'No such player.' },
   LOCAL_MESSAGES_OFF: { status: 404, message: 'The local message gateway is not in use for this channel (SMS_GATEWAY / EMAIL_GATEWAY).' },
 });
 

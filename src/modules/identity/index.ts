@@ -3,6 +3,7 @@ import { ConfigError, oidcIssuer } from '../../platform/config.ts';
 import { tablesOf } from '../../platform/db/database.ts';
 import type { HttpApp } from '../../platform/http/types.ts';
 import { defineModule } from '../../platform/module.ts';
+import { backofficeModule } from '../backoffice/index.ts';
 import { playersModule } from '../players/index.ts';
 import { Accounts } from './accounts.ts';
 import { ClientService, PERMISSIONS } from './clients.ts';
@@ -13,6 +14,11 @@ import { deleteExpiredPayloads } from './oidc-adapter.ts';
 import { ProviderHost } from './provider.ts';
 import { identityRoutes } from './routes.ts';
 import { LOCAL_MESSAGES_PERMISSION, localMessageRoutes } from './local-messages-routes.ts';
+import { totpEnrolmentFor } from './enrolment.ts';
+import { smsRoutes } from './mfa-sms-routes.ts';
+import { MFA_POLICY_PERMISSION, MfaPolicyService } from './policy.ts';
+import { policyRoutes } from './policy-routes.ts';
+import { SmsService } from './sms.ts';
 import { IdentityService } from './service.ts';
 import { sharedSecret, type IdentityTables } from './store.ts';
 import { SignInThrottle } from './throttle.ts';
@@ -46,6 +52,7 @@ export const identityModule = defineModule<IdentityApi>({
   permissions: {
     [PERMISSIONS.readClients]: 'See registered OAuth2 clients (never their secrets).',
     [PERMISSIONS.manageClients]: 'Register OAuth2 clients, disable them and rotate their secrets.',
+    [MFA_POLICY_PERMISSION]: "Require MFA for a player's account (or lift staff's requirement).",
     [LOCAL_MESSAGES_PERMISSION]: 'Read the messages (SMS codes, email links) kept by the local message gateway, while it is in use (development and test deployments).',
   },
   create(kernel, use) {
@@ -54,7 +61,8 @@ export const identityModule = defineModule<IdentityApi>({
     const issuerPath = new URL(issuer).pathname.replace(/\/+$/, '');
     if (issuerPath === '') throw new ConfigError('OIDC_ISSUER', 'needs a path (e.g. https://casino.example/oidc): the provider is served under it, beside the API');
     const db = tablesOf<IdentityTables>(kernel.database.db);
-    const accounts = new Accounts(use(playersModule));
+    const players = use(playersModule);
+    const accounts = new Accounts(players, use(backofficeModule));
     const clients = new ClientService(kernel);
     const throttle = new SignInThrottle(kernel.cache, {
       delayAfter: config.signInDelayAfter,
@@ -66,7 +74,13 @@ export const identityModule = defineModule<IdentityApi>({
       windowSeconds: config.signInWindowSeconds,
     });
     const totp = new TotpService(kernel, db);
-    const identity = new IdentityService(kernel, accounts, throttle, totp);
+    const sms = new SmsService(kernel, db);
+    const policy = new MfaPolicyService(kernel, db);
+    const identity = new IdentityService(kernel, accounts, throttle, totp, { sms, policy });
+    const labelOf = async (accountId: string) => {
+      const login = (await accounts.find(accountId))?.claims.preferred_username;
+      return typeof login === 'string' ? login : accountId;
+    };
     const host = new ProviderHost({
       issuer,
       db,
@@ -81,6 +95,7 @@ export const identityModule = defineModule<IdentityApi>({
       onTokenReuse: (reuse) => {
         identity.recordTokenReuse(reuse).catch((err: unknown) => kernel.logger.error({ err }, 'recording a token reuse failed'));
       },
+      clientKind: (clientId) => clients.accountKindOf(clientId),
     });
     let timer: NodeJS.Timeout | undefined;
     return {
@@ -97,7 +112,14 @@ export const identityModule = defineModule<IdentityApi>({
           const login = (await accounts.find(playerId))?.claims.preferred_username;
           return typeof login === 'string' ? login : playerId;
         },
+        signInMfa: {
+          clientKind: (clientId) => clients.accountKindOf(clientId),
+          totpEnrolment: async (accountId, restart) => totpEnrolmentFor(db, totp, accountId, await labelOf(accountId), restart),
+          smsStatus: (accountId) => sms.status(accountId),
+        },
       }),
+        smsRoutes(sms),
+        policyRoutes(policy, async (id) => (await players.find(id)) !== undefined),
         localMessageRoutes(config, kernel.database.db),
       ),
       start: async () => {

@@ -1,10 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Kysely } from 'kysely';
-import Provider, { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import Provider, { errors, interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from 'pino';
 import type { KeyStore } from '../../platform/auth/keys.ts';
 import { ACCESS_TOKEN_AUDIENCE } from '../../platform/auth/tokens.ts';
-import type { Accounts } from './accounts.ts';
+import type { AccountKind, Accounts } from './accounts.ts';
 import { clientSecretMatches } from './clients.ts';
 import { adapterFactory } from './oidc-adapter.ts';
 import { messagePage, signOutPage } from './pages.ts';
@@ -40,6 +40,28 @@ export interface ProviderOptions {
   readonly proxy: boolean;
   readonly logger: Logger;
   readonly onTokenReuse: (reuse: TokenReuse) => void;
+  /** Which accounts a client signs in: players (default) or staff. */
+  readonly clientKind?: (clientId: string) => Promise<AccountKind>;
+}
+
+/**
+ * The provider's prompts, with one more check: a session of the wrong kind of account
+ * for the client (a staff member's session at a player app, or the reverse) asks for a
+ * sign-in again instead of issuing tokens for it.
+ */
+function prompts(options: ProviderOptions): interactionPolicy.Prompt[] {
+  const policy = interactionPolicy.base();
+  const { clientKind, accounts } = options;
+  if (!clientKind) return policy;
+  policy.get('login')!.checks.add(
+    new interactionPolicy.Check('account_kind', 'The signed-in account is not one this client serves', async (ctx) => {
+      const { session, client } = ctx.oidc;
+      if (!session?.accountId || !client) return interactionPolicy.Check.NO_NEED_TO_PROMPT;
+      const account = await accounts.find(session.accountId);
+      return account?.kind === (await clientKind(client.clientId)) ? interactionPolicy.Check.NO_NEED_TO_PROMPT : interactionPolicy.Check.REQUEST_PROMPT;
+    }),
+  );
+  return policy;
 }
 
 const page = (ctx: KoaContextWithOIDC, built: { html: string; headers: Readonly<Record<string, string>> }) => {
@@ -126,6 +148,9 @@ function configuration(options: ProviderOptions, jwks: Configuration['jwks'], co
         };
       }
       const source = ctx.oidc.entities.AuthorizationCode ?? ctx.oidc.entities.RefreshToken;
+      // Staff tokens carry their roles' permissions as they are now (a refresh picks up a changed role).
+      const account = token.accountId ? await accounts.find(token.accountId) : undefined;
+      if (account?.kind === 'staff') return { kind: 'staff', perm: [...(account.permissions ?? [])], auth_time: source?.authTime, acr: source?.acr, amr: source?.amr };
       return { kind: 'player', auth_time: source?.authTime, acr: source?.acr, amr: source?.amr };
     },
     findAccount: async (_ctx, sub) => {
@@ -151,7 +176,7 @@ function configuration(options: ProviderOptions, jwks: Configuration['jwks'], co
       await grant.save();
       return grant;
     },
-    interactions: { url: async (_ctx, interaction) => `${SIGN_IN_PATH}/${interaction.uid}` },
+    interactions: { url: async (_ctx, interaction) => `${SIGN_IN_PATH}/${interaction.uid}`, policy: prompts(options) },
     renderError: async (ctx, out) => {
       page(ctx, messagePage('Sign-in failed', `${out.error}${out.error_description ? `: ${out.error_description}` : ''}. Go back to the app and try again.`));
     },

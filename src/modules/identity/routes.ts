@@ -8,7 +8,7 @@ import { GRANT_TYPES, PERMISSIONS, type ClientService } from './clients.ts';
 import type { ProviderHost } from './provider.ts';
 import { fail } from './errors.ts';
 import type { IdentityService } from './service.ts';
-import { signInRoutes } from './sign-in-routes.ts';
+import { signInRoutes, type SignInMfaDeps } from './sign-in-routes.ts';
 import type { TotpService } from './totp.ts';
 
 const tags = ['identity'];
@@ -24,6 +24,7 @@ const Client = Type.Object(
     postLogoutRedirectUris: Type.Array(Type.String()),
     scope: Type.String(),
     status: Type.Enum(['active', 'disabled']),
+    accountKind: Type.Enum(['player', 'staff'], { description: '`staff`: a back-office client; its sign-in takes staff only, with mandatory MFA.' }),
     createdAt: Type.String({ format: 'date-time' }),
     updatedAt: Type.String({ format: 'date-time' }),
   },
@@ -35,6 +36,7 @@ const NewClient = Type.Object(
     name: Type.String({ minLength: 1, maxLength: 100 }),
     grantTypes: Type.Array(Type.Enum(GRANT_TYPES), { minItems: 1, maxItems: 3, uniqueItems: true }),
     public: Type.Optional(Type.Boolean({ description: 'A browser or mobile app: no secret; PKCE protects its codes.' })),
+    staff: Type.Optional(Type.Boolean({ description: 'A back-office client: staff sign in with their email (and mandatory MFA); players cannot.' })),
     redirectUris: Type.Optional(Type.Array(Type.String({ maxLength: 2000 }), { maxItems: 20 })),
     postLogoutRedirectUris: Type.Optional(Type.Array(Type.String({ maxLength: 2000 }), { maxItems: 20 })),
     scope: Type.Optional(
@@ -62,9 +64,11 @@ export interface IdentityRouteDeps {
   readonly cache: Cache;
   /** The label of a player's entry in their authenticator app (their login). */
   readonly labelOf: (playerId: string) => Promise<string>;
+  /** SMS codes, enrolment during sign-in, staff clients. */
+  readonly signInMfa?: SignInMfaDeps;
 }
 
-export function identityRoutes({ host, issuerPath, clients, identity, totp, cache, labelOf }: IdentityRouteDeps) {
+export function identityRoutes({ host, issuerPath, clients, identity, totp, cache, labelOf, signInMfa }: IdentityRouteDeps) {
   return async (app: HttpApp): Promise<void> => {
     app.addSchema(Client);
 
@@ -80,7 +84,7 @@ export function identityRoutes({ host, issuerPath, clients, identity, totp, cach
     app.all(issuerPath, delegated, unreachable);
     app.all(`${issuerPath}/*`, delegated, unreachable);
 
-    await app.register(signInRoutes(host, identity, cache));
+    await app.register(signInRoutes(host, identity, cache, signInMfa));
 
     const playerOf = (request: { principal: { kind: string; id?: string } }): string => {
       if (request.principal.kind !== 'player' || !request.principal.id) throw fail('MFA_PLAYERS_ONLY');

@@ -3,16 +3,33 @@ import { Type } from 'typebox';
 import { contextOf } from '../../platform/http/auth.ts';
 import type { HttpApp } from '../../platform/http/types.ts';
 import type { Cache } from '../../platform/cache/cache.ts';
-import { codePage, messagePage, signInPage, type Page } from './pages.ts';
+import { DomainError } from '../../platform/errors.ts';
+import type { AccountKind } from './accounts.ts';
+import { codePage, enrolTotpPage, messagePage, recoveryCodesPage, signInPage, smsCodePage, type Page } from './pages.ts';
 import { SIGN_IN_PATH, type ProviderHost } from './provider.ts';
 import type { IdentityService, PendingMfa, SignInResult } from './service.ts';
+import type { SmsFactorStatus } from './sms.ts';
+import type { TotpEnrolment } from './totp.ts';
 
 const Params = Type.Object({ uid: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) });
 const Form = Type.Object({
   login: Type.Optional(Type.String({ maxLength: 1000 })),
   password: Type.Optional(Type.String({ maxLength: 2000 })),
   code: Type.Optional(Type.String({ maxLength: 100 })),
+  /** `send`: send the second-factor code by SMS. */
+  sms: Type.Optional(Type.String({ maxLength: 10 })),
+  /** The first code of an authenticator app enrolled during this sign-in. */
+  enrol_code: Type.Optional(Type.String({ maxLength: 100 })),
+  /** After the recovery codes of a new authenticator app were shown: complete the sign-in. */
+  continue: Type.Optional(Type.String({ maxLength: 10 })),
 });
+
+/** What the second-factor steps need beyond the service: the client's account kind, the app being enrolled, the SMS number. */
+export interface SignInMfaDeps {
+  readonly clientKind: (clientId: string) => Promise<AccountKind>;
+  readonly totpEnrolment: (accountId: string, restart: boolean) => Promise<TotpEnrolment>;
+  readonly smsStatus: (accountId: string) => Promise<SmsFactorStatus>;
+}
 
 // One answer for an unknown account and a wrong password: nothing tells them apart.
 const INVALID_CREDENTIALS = 'The login or password is not correct.';
@@ -21,6 +38,9 @@ const LOCKED = 'Too many failed attempts. Sign-in is paused for this account or 
 const INVALID_CODE = 'The code is not correct. Enter the current code from your app, or a recovery code.';
 const NOT_ALLOWED = 'This account cannot sign in. Please contact support.';
 const EXPIRED = 'This sign-in page has expired or was opened outside the app. Go back to the app and sign in again.';
+const INVALID_SMS_CODE = 'The code is not correct or has expired. Enter the latest code we sent, or ask for a new one.';
+const INVALID_ENROL_CODE = 'The code is not correct. Check the time on your phone and enter the code the app shows now.';
+const SMS_NOT_SENT = 'We could not send the SMS just now. Try again in a moment, or use your authenticator app.';
 
 const send = (reply: FastifyReply, status: number, built: Page) => reply.code(status).headers(built.headers).send(built.html);
 
@@ -31,7 +51,7 @@ type Details = Awaited<ReturnType<Awaited<ReturnType<ProviderHost['provider']>>[
  * here with an interaction cookie bound to this path; a form posted from another site
  * arrives without it (SameSite=Lax) and is refused, which is the page's CSRF defence.
  */
-export function signInRoutes(host: ProviderHost, service: IdentityService, cache: Cache) {
+export function signInRoutes(host: ProviderHost, service: IdentityService, cache: Cache, mfa?: SignInMfaDeps) {
   // Who passed the password step of an interaction and owes a second factor. The
   // interaction itself is bound to the browser by its cookie; this lives in the cache
   // (Redis when configured, shared by every process) as long as the step may take.
@@ -41,6 +61,7 @@ export function signInRoutes(host: ProviderHost, service: IdentityService, cache
     const raw = await cache.get(pendingKey(uid)).catch(() => undefined);
     return raw === undefined ? undefined : (JSON.parse(raw) as PendingMfa);
   }
+  const savePending = (uid: string, pending: PendingMfa) => cache.set(pendingKey(uid), JSON.stringify(pending), PENDING_TTL);
 
   async function interaction(uid: string, request: FastifyRequest, reply: FastifyReply): Promise<Details | undefined> {
     const provider = await host.provider();
@@ -89,7 +110,8 @@ export function signInRoutes(host: ProviderHost, service: IdentityService, cache
       if (!details) return send(reply, 400, messagePage('Sign-in expired', EXPIRED));
       if (details.prompt.name === 'consent') return reply.redirect(await consent(request, reply, details), 303);
       const hint = typeof details.params.login_hint === 'string' ? details.params.login_hint : undefined;
-      return send(reply, 200, signInPage({ action: `${SIGN_IN_PATH}/${details.uid}`, clientName: await clientName(details.params.client_id), login: hint }));
+      const staff = (await mfa?.clientKind(String(details.params.client_id))) === 'staff';
+      return send(reply, 200, signInPage({ action: `${SIGN_IN_PATH}/${details.uid}`, clientName: await clientName(details.params.client_id), login: hint, staff }));
     });
 
     app.post(`${SIGN_IN_PATH}/:uid`, { schema: { ...schema, body: Form } }, async (request, reply) => {
@@ -99,6 +121,34 @@ export function signInRoutes(host: ProviderHost, service: IdentityService, cache
       const action = `${SIGN_IN_PATH}/${details.uid}`;
       const name = await clientName(clientId);
       const ctx = contextOf(request);
+
+      const kind: AccountKind = (await mfa?.clientKind(clientId)) ?? 'player';
+
+      /** Sends the SMS code of a pending sign-in and shows its page (or why it was not sent). */
+      const sendSms = async (pending: PendingMfa) => {
+        const phone = (await mfa?.smsStatus(pending.accountId))?.phone ?? '';
+        try {
+          const sent = await service.sendSignInSms(ctx, pending);
+          await savePending(details.uid, { ...pending, method: 'sms' });
+          return send(reply, 200, smsCodePage({ action, clientName: name, phone: sent.phone, notice: `We sent a code to ${sent.phone}.` }));
+        } catch (error) {
+          if (!(error instanceof DomainError)) throw error;
+          const retryAfter = typeof error.extra?.retryAfter === 'number' ? error.extra.retryAfter : undefined;
+          if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter));
+          const message = retryAfter !== undefined ? `A code was sent less than a minute ago. You can ask for a new one in ${retryAfter} seconds.` : SMS_NOT_SENT;
+          if (pending.method === 'sms') return send(reply, retryAfter !== undefined ? 429 : 503, smsCodePage({ action, clientName: name, phone, error: message }));
+          const methods = await service.mfaMethods(pending.accountId);
+          if (methods.includes('totp')) return send(reply, retryAfter !== undefined ? 429 : 503, codePage({ action, clientName: name, error: message, smsPhone: phone }));
+          // Only SMS: a code sent moments ago is still live; enter it.
+          await savePending(details.uid, { ...pending, method: 'sms' });
+          return send(reply, retryAfter !== undefined ? 429 : 503, smsCodePage({ action, clientName: name, phone, error: message }));
+        }
+      };
+
+      const enrolPage = async (pending: PendingMfa, restart: boolean, error?: string) => {
+        const enrolment = await mfa!.totpEnrolment(pending.accountId, restart);
+        return enrolTotpPage({ action, clientName: name, qrSvg: enrolment.qrSvg, secret: enrolment.secret, reason: pending.enrol ?? 'policy', error });
+      };
 
       const answer = async (result: SignInResult, retry: (error: string) => Page, invalid: string) => {
         switch (result.outcome) {
@@ -111,8 +161,17 @@ export function signInRoutes(host: ProviderHost, service: IdentityService, cache
           }
           case 'account_not_allowed':
             return send(reply, 403, retry(NOT_ALLOWED));
-          case 'mfa_required':
-            return send(reply, 200, codePage({ action, clientName: name }));
+          case 'mfa_required': {
+            const pending = await pendingOf(details.uid);
+            if (pending && result.methods?.length === 1 && result.methods[0] === 'sms') return sendSms(pending);
+            const phone = result.methods?.includes('sms') ? ((await mfa?.smsStatus(result.accountId))?.phone ?? undefined) : undefined;
+            return send(reply, 200, codePage({ action, clientName: name, smsPhone: phone ?? undefined }));
+          }
+          case 'mfa_enrolment_required': {
+            const pending = await pendingOf(details.uid);
+            if (!pending || !mfa) return send(reply, 403, retry(NOT_ALLOWED));
+            return send(reply, 200, await enrolPage(pending, true));
+          }
           case 'signed_in': {
             await cache.del(pendingKey(details.uid)).catch(() => {});
             const provider = await host.provider();
@@ -127,22 +186,54 @@ export function signInRoutes(host: ProviderHost, service: IdentityService, cache
         }
       };
 
+      if (request.body.continue !== undefined) {
+        const pending = await pendingOf(details.uid);
+        if (!pending?.enrolled) return send(reply, 400, messagePage('Sign-in expired', EXPIRED));
+        return answer(await service.completeEnrolment(ctx, clientId, pending), () => messagePage('Sign-in failed', NOT_ALLOWED), NOT_ALLOWED);
+      }
+
+      if (request.body.enrol_code !== undefined) {
+        const pending = await pendingOf(details.uid);
+        if (!pending?.enrol || pending.enrolled || !mfa) return send(reply, 400, messagePage('Sign-in expired', EXPIRED));
+        const code = request.body.enrol_code.trim();
+        if (!/^\d{6}$/.test(code)) return send(reply, 400, await enrolPage(pending, false, INVALID_ENROL_CODE));
+        const result = await service.enrolTotp(ctx, clientId, pending, code);
+        if (result.outcome === 'enrolled') {
+          await savePending(details.uid, { ...pending, enrolled: true });
+          return send(reply, 200, recoveryCodesPage({ action, clientName: name, codes: result.recoveryCodes }));
+        }
+        const page = await enrolPage(pending, false, INVALID_ENROL_CODE);
+        return answer(result, () => page, INVALID_ENROL_CODE);
+      }
+
+      if (request.body.sms !== undefined) {
+        const pending = await pendingOf(details.uid);
+        if (!pending || pending.enrol || (pending.kind ?? 'player') !== 'player') return send(reply, 400, messagePage('Sign-in expired', EXPIRED));
+        return sendSms(pending);
+      }
+
       if (request.body.code !== undefined) {
         const pending = await pendingOf(details.uid);
-        if (!pending) return send(reply, 400, messagePage('Sign-in expired', EXPIRED));
+        if (!pending || pending.enrol) return send(reply, 400, messagePage('Sign-in expired', EXPIRED));
         const code = request.body.code.trim();
-        const retry = (error: string) => codePage({ action, clientName: name, error });
-        if (code === '') return send(reply, 400, retry(INVALID_CODE));
-        return answer(await service.completeMfa(ctx, clientId, pending, code), retry, INVALID_CODE);
+        const sms = pending.method === 'sms';
+        const phone = sms ? ((await mfa?.smsStatus(pending.accountId))?.phone ?? '') : '';
+        const retry = sms ? (error: string) => smsCodePage({ action, clientName: name, phone, error }) : (error: string) => codePage({ action, clientName: name, error });
+        const invalid = sms ? INVALID_SMS_CODE : INVALID_CODE;
+        if (code === '') return send(reply, 400, retry(invalid));
+        return answer(await service.completeMfa(ctx, clientId, pending, code), retry, invalid);
       }
 
       const login = (request.body.login ?? '').trim();
       const password = request.body.password ?? '';
-      const retry = (error: string) => signInPage({ action, clientName: name, login, error });
+      const retry = (error: string) => signInPage({ action, clientName: name, login, error, staff: kind === 'staff' });
       if (login === '' || password === '') return send(reply, 400, retry(INVALID_CREDENTIALS));
-      const result = await service.signIn(ctx, clientId, login, password);
+      const result = kind === 'staff' ? await service.signInStaff(ctx, clientId, login, password) : await service.signIn(ctx, clientId, login, password);
       if (result.outcome === 'mfa_required') {
-        await cache.set(pendingKey(details.uid), JSON.stringify({ accountId: result.accountId, loginOrEmail: login } satisfies PendingMfa), PENDING_TTL);
+        await savePending(details.uid, { accountId: result.accountId, loginOrEmail: result.throttleKey ?? login, kind: result.kind } satisfies PendingMfa);
+      }
+      if (result.outcome === 'mfa_enrolment_required') {
+        await savePending(details.uid, { accountId: result.accountId, loginOrEmail: result.throttleKey ?? login, kind: result.kind, enrol: result.reason } satisfies PendingMfa);
       }
       return answer(result, retry, INVALID_CREDENTIALS);
     });

@@ -9,6 +9,9 @@ import { PERMISSIONS, PlayerService } from './service.ts';
 export type { PlayerRecord } from './store.ts';
 export type { PlayerService, Registration } from './service.ts';
 export type { PlayerStatus } from './events.ts';
+// The password hashing (argon2id) and policy every account kind shares: staff passwords use them too.
+export { dummyPasswordHash, hashPassword, verifyPassword } from './password-hash.ts';
+export { checkPassword as checkPasswordPolicy, PASSWORD_MAX_LENGTH } from './password-policy.ts';
 
 /** Player registration, profile and status; the hot player record lives in the cache. */
 export const playersModule = defineModule<PlayerService>({
