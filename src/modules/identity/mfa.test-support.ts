@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { sql, type Kysely } from 'kysely';
+import { sql } from 'kysely';
+import type { Db } from '../../platform/db/database.ts';
 import * as oidc from 'openid-client';
 import { Browser, formAction, type Hop } from './browser.test-support.ts';
 
@@ -37,19 +38,19 @@ export function totpAt(key: Buffer, step: number): string {
 export const stepNow = (): number => Math.floor(Date.now() / 30_000);
 
 /** The newest message the local gateway kept for a recipient. */
-export async function latestMessage(db: Kysely<unknown>, recipient: string): Promise<{ body: string; subject: string | null; purpose: string; account_id: string | null } | undefined> {
+export async function latestMessage(db: Db, recipient: string): Promise<{ body: string; subject: string | null; purpose: string; account_id: string | null } | undefined> {
   const rows = await sql<{ body: string; subject: string | null; purpose: string; account_id: string | null }>`
     select body, subject, purpose, account_id from platform.local_messages where recipient = ${recipient} order by created_at desc, id desc limit 1`.execute(db);
   return rows.rows[0];
 }
 
-export async function countMessages(db: Kysely<unknown>, recipient: string): Promise<number> {
+export async function countMessages(db: Db, recipient: string): Promise<number> {
   const rows = await sql<{ n: string }>`select count(*) as n from platform.local_messages where recipient = ${recipient}`.execute(db);
   return Number(rows.rows[0]!.n);
 }
 
 /** The 6-digit code in the newest SMS to a number. */
-export async function smsCode(db: Kysely<unknown>, phone: string): Promise<string> {
+export async function smsCode(db: Db, phone: string): Promise<string> {
   const message = await latestMessage(db, phone);
   const code = message ? /\b(\d{6})\b/.exec(message.body)?.[1] : undefined;
   assert.ok(code, `no SMS code for ${phone}`);
@@ -79,6 +80,8 @@ export class SignIn {
       scope,
       code_challenge: await oidc.calculatePKCECodeChallenge(this.#verifier),
       code_challenge_method: 'S256',
+      // OpenID Connect grants offline_access (a refresh token) only with prompt=consent.
+      ...(scope.includes('offline_access') ? { prompt: 'consent' } : {}),
     });
     const page = await this.browser.follow(url.href, this.#redirect);
     assert.equal(page.status, 200, page.body.slice(0, 300));
@@ -94,6 +97,6 @@ export class SignIn {
   /** The tokens, when a step redirected back to the client. */
   async tokens(hop: Hop) {
     assert.ok(hop.location?.startsWith(this.#redirect), `expected a redirect to the client, got ${hop.status}\n${hop.body.slice(0, 400)}`);
-    return oidc.authorizationCodeGrant(this.#config, new URL(hop.location), { pkceCodeVerifier: this.#verifier });
+    return oidc.authorizationCodeGrant(this.#config, new URL(hop.location!), { pkceCodeVerifier: this.#verifier });
   }
 }
