@@ -35,12 +35,10 @@ export type PasswordCheck =
 export class Accounts {
   readonly #players: PlayerService;
   readonly #staff: StaffService | undefined;
-  readonly #emailVerified: (playerId: string, email: string) => Promise<boolean>;
 
-  constructor(players: PlayerService, staff?: StaffService, emailVerified: (playerId: string, email: string) => Promise<boolean> = async () => false) {
+  constructor(players: PlayerService, staff?: StaffService) {
     this.#players = players;
     this.#staff = staff;
-    this.#emailVerified = emailVerified;
   }
 
   async find(id: string): Promise<Account | undefined> {
@@ -52,7 +50,8 @@ export class Accounts {
       kind: 'player',
       claims: {
         email: player.email,
-        email_verified: await this.#emailVerified(player.id, player.email),
+        // True once the player opened the link emailed to this address (email-verification.ts).
+        email_verified: player.emailVerified === true,
         preferred_username: player.login,
         updated_at: Math.floor(Date.parse(player.updatedAt) / 1000),
       },

@@ -16,6 +16,11 @@ export const fail = defineErrors({
   MFA_SMS_RESEND_TOO_SOON: { status: 429, message: 'A code was sent less than a minute ago; wait before asking for another (see retryAfter).' },
   MFA_SMS_NOT_SENT: { status: 502, message: 'The SMS gateway did not accept the message; try again later.' },
   MFA_POLICY_PLAYER_NOT_FOUND: { status: 404, message: 'No such player.' },
+  EMAIL_ALREADY_VERIFIED: { status: 409, message: 'The email address is already verified.' },
+  EMAIL_VERIFICATION_TOO_SOON: { status: 429, message: 'A verification email was sent less than a minute ago; wait before asking for another (see retryAfter).' },
+  EMAIL_VERIFICATION_INVALID: { status: 400, message: 'The verification link is not valid: unknown, already used or expired. Ask for a new one.' },
+  EMAIL_VERIFICATION_STALE: { status: 409, message: 'The verification link is for an address the player no longer uses. Ask for a new one.' },
+  EMAIL_NOT_SENT: { status: 502, message: 'The email gateway did not accept the message; try again later.' },
   LOCAL_MESSAGES_OFF: { status: 404, message: 'The local message gateway is not in use for this channel (SMS_GATEWAY / EMAIL_GATEWAY).' },
 });
 

@@ -19,6 +19,8 @@ import { smsRoutes } from './mfa-sms-routes.ts';
 import { MFA_POLICY_PERMISSION, MfaPolicyService } from './policy.ts';
 import { policyRoutes } from './policy-routes.ts';
 import { SmsService } from './sms.ts';
+import { EmailVerificationService } from './email-verification.ts';
+import { emailVerificationRoutes } from './email-verification-routes.ts';
 import { IdentityService } from './service.ts';
 import { sharedSecret, type IdentityTables } from './store.ts';
 import { SignInThrottle } from './throttle.ts';
@@ -76,6 +78,11 @@ export const identityModule = defineModule<IdentityApi>({
     const totp = new TotpService(kernel, db);
     const sms = new SmsService(kernel, db);
     const policy = new MfaPolicyService(kernel, db);
+    const emailVerification = new EmailVerificationService(kernel, db, players);
+    const sendQueuedEmails = () => {
+      emailVerification.drain().catch((err: unknown) => kernel.logger.error({ err }, 'sending verification emails failed'));
+    };
+    let mailTimer: NodeJS.Timeout | undefined;
     const identity = new IdentityService(kernel, accounts, throttle, totp, { sms, policy });
     const labelOf = async (accountId: string) => {
       const login = (await accounts.find(accountId))?.claims.preferred_username;
@@ -121,16 +128,37 @@ export const identityModule = defineModule<IdentityApi>({
         smsRoutes(sms),
         policyRoutes(policy, async (id) => (await players.find(id)) !== undefined),
         localMessageRoutes(config, kernel.database.db),
+        emailVerificationRoutes(emailVerification),
       ),
+      consumers: [
+        {
+          // Queued in the consumer's transaction (exactly once with its inbox row); sent after it commits.
+          name: 'identity.email-verification',
+          events: ['player.registered'],
+          handle: async (event, trx) => {
+            if (!event.playerId) return;
+            await emailVerification.queue(trx, event.playerId);
+            // The row is visible once the consumer's transaction commits, which the handler
+            // cannot wait for: look soon and again a little later (the 30 s sweep is the backstop).
+            for (const ms of [0, 100, 1000]) setTimeout(sendQueuedEmails, ms).unref();
+          },
+        },
+      ],
       start: async () => {
         await host.provider();
         timer = setInterval(() => {
           deleteExpiredPayloads(db).catch((err: unknown) => kernel.logger.error({ err }, 'deleting expired OpenID Connect state failed'));
         }, 3_600_000);
         timer.unref();
+        // Picks up what a crash or another process left queued.
+        mailTimer = setInterval(sendQueuedEmails, 30_000);
+        mailTimer.unref();
+        sendQueuedEmails();
       },
       stop: async () => {
         if (timer) clearInterval(timer);
+        if (mailTimer) clearInterval(mailTimer);
+        await emailVerification.drain();
       },
     };
   },

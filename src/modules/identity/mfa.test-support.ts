@@ -96,6 +96,8 @@ export class SignIn {
 
   /** The tokens, when a step redirected back to the client. */
   async tokens(hop: Hop) {
+    // A password-only sign-in answers with the provider's resume URL: follow it to the client.
+    if (hop.location && !hop.location.startsWith(this.#redirect)) hop = await this.browser.follow(hop.location, this.#redirect);
     assert.ok(hop.location?.startsWith(this.#redirect), `expected a redirect to the client, got ${hop.status}\n${hop.body.slice(0, 400)}`);
     return oidc.authorizationCodeGrant(this.#config, new URL(hop.location!), { pkceCodeVerifier: this.#verifier });
   }

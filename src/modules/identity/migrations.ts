@@ -119,6 +119,15 @@ export const migrations: Migration[] = [
       );
       create index email_verifications_player on identity.email_verifications (player_id, created_at desc);
 
+      -- Verification emails to send (a new player's, queued by the player.registered
+      -- consumer in its transaction and sent after it commits, by any process).
+      create table identity.email_verification_requests (
+        player_id text primary key,
+        reason text not null check (reason in ('registration')),
+        created_at timestamptz not null default now(),
+        claimed_at timestamptz
+      );
+
       -- Which accounts a sign-in client serves: players (the default) or staff (the back office).
       alter table identity.clients add column account_kind text not null default 'player' check (account_kind in ('player', 'staff'));
     `,

@@ -223,3 +223,15 @@ ${codes}
 </form>`,
   );
 }
+
+/** The page an email verification link opens: one button, because opening a link must not verify (mail scanners open them). */
+export function confirmEmailPage(action: string): Page {
+  return layout(
+    'Confirm your email address',
+    `<h1>Confirm your email address</h1>
+<p>Press the button to confirm that this email address is yours.</p>
+<form method="post" action="${escapeHtml(action)}">
+<button type="submit">Confirm my email address</button>
+</form>`,
+  );
+}

@@ -38,6 +38,7 @@ export type IdentityTables = {
   'identity.sms_factors': { account_id: string; phone: string; confirmed_at: Date | null; created_at: Date };
   'identity.sms_codes': { account_id: string; purpose: 'enrol' | 'sign_in'; phone: string; code_hash: string; salt: string; attempts: number; sent_at: Date; expires_at: Date };
   'identity.mfa_policies': { account_id: string; required_by_player: boolean; required_by_staff: boolean; updated_at: Date };
+  'identity.email_verification_requests': { player_id: string; reason: 'registration'; created_at: Date; claimed_at: Date | null };
   'identity.email_verifications': { token_hash: string; player_id: string; email: string; created_at: Date; expires_at: Date; used_at: Date | null };
 };
 

@@ -34,7 +34,7 @@ export const playersModule = defineModule<PlayerService>({
           // With Redis (the multi-process setup) one invalidation serves every process; the
           // in-memory cache belongs to a single process, which receives every event.
           name: 'players.cache-invalidation',
-          events: ['player.registered', 'player.status_changed'],
+          events: ['player.registered', 'player.status_changed', 'player.email_verified'],
           handle: async (event) => {
             if (event.playerId) await service.invalidate(event.playerId);
           },
