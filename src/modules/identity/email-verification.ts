@@ -120,6 +120,11 @@ export class EmailVerificationService {
     return this.#draining;
   }
 
+  /** Resolves when no drain is running (at shutdown). */
+  async settled(): Promise<void> {
+    await this.#draining?.catch(() => {});
+  }
+
   async #drain(): Promise<void> {
     for (;;) {
       const claimed = await sql<{ player_id: string }>`

@@ -79,8 +79,19 @@ export const identityModule = defineModule<IdentityApi>({
     const sms = new SmsService(kernel, db);
     const policy = new MfaPolicyService(kernel, db);
     const emailVerification = new EmailVerificationService(kernel, db, players);
+    let stopped = false;
+    const wakeUps = new Set<NodeJS.Timeout>();
     const sendQueuedEmails = () => {
+      if (stopped) return;
       emailVerification.drain().catch((err: unknown) => kernel.logger.error({ err }, 'sending verification emails failed'));
+    };
+    const sendSoon = (ms: number) => {
+      const t = setTimeout(() => {
+        wakeUps.delete(t);
+        sendQueuedEmails();
+      }, ms);
+      t.unref();
+      wakeUps.add(t);
     };
     let mailTimer: NodeJS.Timeout | undefined;
     const identity = new IdentityService(kernel, accounts, throttle, totp, { sms, policy });
@@ -140,7 +151,7 @@ export const identityModule = defineModule<IdentityApi>({
             await emailVerification.queue(trx, event.playerId);
             // The row is visible once the consumer's transaction commits, which the handler
             // cannot wait for: look soon and again a little later (the 30 s sweep is the backstop).
-            for (const ms of [0, 100, 1000]) setTimeout(sendQueuedEmails, ms).unref();
+            for (const ms of [0, 100, 1000]) sendSoon(ms);
           },
         },
       ],
@@ -157,8 +168,10 @@ export const identityModule = defineModule<IdentityApi>({
       },
       stop: async () => {
         if (timer) clearInterval(timer);
+        stopped = true;
         if (mailTimer) clearInterval(mailTimer);
-        await emailVerification.drain();
+        for (const t of wakeUps) clearTimeout(t);
+        await emailVerification.settled();
       },
     };
   },
