@@ -92,6 +92,11 @@ export class IdentityService {
     return this.#finish(ctx, clientId, throttleKey, check, ACR.password, ['pwd']);
   }
 
+  /** The lock in force for a pending sign-in's account or source address, if any. */
+  lockOf(ctx: RequestContext, pending: PendingMfa): Promise<Lock | undefined> {
+    return this.#throttle.lockOf(pending.loginOrEmail, ctx.sourceIp);
+  }
+
   /** Sends the pending sign-in's SMS code (throttled: MFA_SMS_RESEND_TOO_SOON). */
   async sendSignInSms(ctx: RequestContext, pending: PendingMfa): Promise<SentCode> {
     if (!this.#mfa || (pending.kind ?? 'player') !== 'player') throw new Error('SMS codes are for players');

@@ -125,7 +125,10 @@ export function signInRoutes(host: ProviderHost, service: IdentityService, cache
       const kind: AccountKind = (await mfa?.clientKind(clientId)) ?? 'player';
 
       /** Sends the SMS code of a pending sign-in and shows its page (or why it was not sent). */
-      const sendSms = async (pending: PendingMfa) => {
+      const sendSms = async (pending: PendingMfa): Promise<unknown> => {
+        // A locked account gets no more codes either.
+        const lock = await service.lockOf(ctx, pending);
+        if (lock) return answer({ outcome: 'locked', lock }, (error) => messagePage('Sign-in paused', error), LOCKED);
         const phone = (await mfa?.smsStatus(pending.accountId))?.phone ?? '';
         try {
           const sent = await service.sendSignInSms(ctx, pending);

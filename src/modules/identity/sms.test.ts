@@ -151,6 +151,31 @@ for (const { kind, skip } of await databaseKinds()) {
       assert.equal((await flow.post({ code })).status, 400);
     });
 
+    it('a sign-in at the SMS step gets no more codes once its account is locked', async () => {
+      const body = registration();
+      const res = await fetch(`${base}/v1/players`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const other = { id: ((await res.json()) as { id: string }).id, login: String(body.login), password: String(body.password) };
+      const token = await app.playerToken(other.id);
+      const otherPhone = '+447700900777';
+      assert.equal((await call('POST', '/v1/identity/mfa/sms', { phone: otherPhone }, token)).status, 202);
+      assert.equal((await call('POST', '/v1/identity/mfa/sms/confirm', { code: await smsCode(db(), otherPhone) }, token)).status, 200);
+      await sql`update identity.sms_codes set sent_at = sent_at - interval '61 seconds' where account_id = ${other.id}`.execute(db());
+      // One browser is at the SMS step; in another, wrong passwords lock the account.
+      const flow = signIn();
+      assert.equal((await flow.start(other.login, other.password)).status, 200);
+      const guesses: number[] = [];
+      for (let i = 0; i < 10; i++) guesses.push((await signIn().start(other.login, `wrong-password-${i}-x`)).status);
+      assert.equal(guesses.at(-1), 429, JSON.stringify(guesses));
+      await sql`update identity.sms_codes set sent_at = sent_at - interval '61 seconds' where account_id = ${other.id}`.execute(db());
+      const sent = await countMessages(db(), otherPhone);
+      const refused = await flow.post({ sms: 'send' });
+      assert.equal(refused.status, 429);
+      assert.match(refused.body, /Too many failed attempts/);
+      assert.equal(await countMessages(db(), otherPhone), sent, 'no SMS while locked');
+      const locks = await sql<{ n: string }>`select count(*) as n from platform.outbox where type = 'identity.sign_in.locked' and payload->>'playerId' = ${other.id}`.execute(db());
+      assert.equal(Number(locks.rows[0]!.n), 1);
+    });
+
     it('with an authenticator app as well, the code page offers "Send a code by SMS"', async () => {
       const enrolment = (await (await call('POST', '/v1/identity/mfa/totp')).json()) as { secret: string };
       const key = base32Decode(enrolment.secret);
