@@ -10,7 +10,7 @@ import { fail, fieldCodes } from './errors.ts';
 import type { PlayerStatus } from './events.ts';
 import { dummyPasswordHash, hashPassword, verifyPassword } from './password-hash.ts';
 import { checkPassword, PASSWORD_MAX_LENGTH } from './password-policy.ts';
-import { findCredentials, findPlayer, findTaken, insertPlayer, listPlayers, lockPlayer, markEmailVerified, updateStatus, type PlayerFilter, type PlayerRecord, type PlayersTables } from './store.ts';
+import { emailStateOf, findCredentials, findPlayer, findTaken, insertPlayer, listPlayers, lockPlayer, markEmailVerified, updateStatus, type PlayerFilter, type PlayerRecord, type PlayersTables } from './store.ts';
 
 export interface Registration {
   email: string;
@@ -216,7 +216,7 @@ export class PlayerService {
       const db = tablesOf<PlayersTables>(uow.trx);
       const updated = await markEmailVerified(db, id, normalizeEmail(email), at);
       if (!updated) {
-        const current = await db.selectFrom('players.players').select(['email_normalized', 'email_verified_at']).where('id', '=', id).executeTakeFirst();
+        const current = await emailStateOf(db, id);
         if (!current) return 'not_found' as const;
         return current.email_normalized !== normalizeEmail(email) ? ('email_changed' as const) : ('already_verified' as const);
       }

@@ -160,3 +160,7 @@ export async function markEmailVerified(db: Executor, id: string, emailNormalize
     .executeTakeFirst();
   return row ? toRecord(row) : undefined;
 }
+
+export async function emailStateOf(db: Executor, id: string): Promise<{ email_normalized: string; email_verified_at: Date | null | undefined } | undefined> {
+  return db.selectFrom('players.players').select(['email_normalized', 'email_verified_at']).where('id', '=', id).executeTakeFirst();
+}
