@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfig, type Config } from '../platform/config.ts';
 import { DomainError } from '../platform/errors.ts';
@@ -76,18 +77,54 @@ program
     await runtime.close();
   });
 
+/** The password on stdin (one line; the final newline is not part of it). */
+async function passwordFromStdin(): Promise<string> {
+  let input = '';
+  for await (const chunk of process.stdin) input += String(chunk);
+  const password = input.replace(/\r?\n$/, '');
+  if (password === '') throw new InvalidArgumentError('--password-stdin: no password on standard input');
+  return password;
+}
+
+/** A generated staff password: 144 random bits, printed once. */
+const generatedPassword = (): string => randomBytes(18).toString('base64url');
+
+/** Field errors of a rejected password say what to fix; the catch-all below prints only the code. */
+const explain = (error: unknown): never => {
+  if (error instanceof DomainError) for (const e of error.errors ?? []) process.stderr.write(`${e.field.replace('/body/', '')}: ${e.message}\n`);
+  throw error;
+};
+
 const admin = program.command('admin').description('Staff administration.');
 admin
   .command('create')
-  .description('Create a staff member (the first admin, typically).')
+  .description('Create a staff member (the first admin, typically) with a password for the staff sign-in: read from stdin (--password-stdin), or generated and printed once.')
   .requiredOption('--email <email>', 'staff email')
   .option('--name <name>', 'display name')
   .option('--role <role...>', 'roles to grant', ['admin'])
-  .action(async (opts: { email: string; name?: string; role: string[] }) => {
+  .option('--password-stdin', 'read the password from standard input instead of generating one')
+  .action(async (opts: { email: string; name?: string; role: string[]; passwordStdin?: boolean }) => {
+    const password = opts.passwordStdin ? await passwordFromStdin() : generatedPassword();
     const runtime = await createRuntime(config());
     try {
-      const staff = await runtime.staff.createStaff(systemContext('cli'), { email: opts.email, displayName: opts.name, roles: opts.role });
-      process.stdout.write(`${JSON.stringify({ id: staff.id, email: staff.email, roles: staff.roles }, null, 2)}\n`);
+      const staff = await runtime.staff.createStaff(systemContext('cli'), { email: opts.email, displayName: opts.name, roles: opts.role, password }).catch(explain);
+      const shown = opts.passwordStdin ? {} : { password, note: 'Shown only now. Staff sign in with a staff client and set up an authenticator app at their first sign-in.' };
+      process.stdout.write(`${JSON.stringify({ id: staff.id, email: staff.email, roles: staff.roles, ...shown }, null, 2)}\n`);
+    } finally {
+      await runtime.close();
+    }
+  });
+admin
+  .command('set-password')
+  .description("Set a staff member's password: read from stdin (--password-stdin), or generated and printed once.")
+  .requiredOption('--email <email>', 'staff email')
+  .option('--password-stdin', 'read the password from standard input instead of generating one')
+  .action(async (opts: { email: string; passwordStdin?: boolean }) => {
+    const password = opts.passwordStdin ? await passwordFromStdin() : generatedPassword();
+    const runtime = await createRuntime(config());
+    try {
+      const staff = await runtime.staff.setPassword(systemContext('cli'), opts.email, password).catch(explain);
+      process.stdout.write(`${JSON.stringify({ id: staff.id, email: staff.email, ...(opts.passwordStdin ? {} : { password }) }, null, 2)}\n`);
     } finally {
       await runtime.close();
     }
@@ -164,7 +201,8 @@ client
   .option('--redirect-uri <uri...>', 'redirect URIs (authorization_code)')
   .option('--post-logout-redirect-uri <uri...>', 'where end-session may send the browser back to')
   .option('--public', 'a public client (browser or mobile app): no secret, PKCE only')
-  .action(async (opts: { name: string; grant: string[]; scope?: string; redirectUri?: string[]; postLogoutRedirectUri?: string[]; public?: boolean }) => {
+  .option('--staff', 'a staff (back-office) client: its sign-in takes staff emails only, with mandatory MFA')
+  .action(async (opts: { name: string; grant: string[]; scope?: string; redirectUri?: string[]; postLogoutRedirectUri?: string[]; public?: boolean; staff?: boolean }) => {
     const runtime = await createRuntime(config());
     try {
       const identity = runtime.modules.get(identityModule.name)?.api as IdentityApi | undefined;
@@ -177,6 +215,7 @@ client
           redirectUris: opts.redirectUri,
           postLogoutRedirectUris: opts.postLogoutRedirectUri,
           public: opts.public === true,
+          staff: opts.staff === true,
         })
         .catch((error: unknown) => {
           // Field errors say what to fix; the catch-all below prints only the code.

@@ -140,6 +140,14 @@ export const settings = {
   ledgerVerifySeconds: setting('LEDGER_VERIFY_SECONDS', '3600', 'How often the server runs the ledger consistency check (seconds; 0 turns it off).', int(0, 604800)),
   hub88PublicKey: setting('HUB88_PUBLIC_KEY', '', "Hub88's RSA public key (PEM) that verifies X-Hub88-Signature. Unset: the Hub88 endpoints refuse every call.", str),
   paymentsSandbox: setting('PAYMENTS_SANDBOX', 'true', 'Enable the local sandbox payment provider (demo deposits and withdrawals). Turn off in production.', bool),
+  smsGateway: setting('SMS_GATEWAY', 'local', 'Where SMS go: `local` (kept in platform.local_messages, for development and tests) or `twilio` (Twilio\'s Messages API; needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and SMS_FROM).', oneOf(['local', 'twilio'] as const)),
+  twilioAccountSid: setting('TWILIO_ACCOUNT_SID', '', 'Twilio account SID (SMS_GATEWAY=twilio).', str),
+  twilioAuthToken: setting('TWILIO_AUTH_TOKEN', '', 'Twilio auth token (SMS_GATEWAY=twilio). A secret: pass it from a secret store.', str),
+  twilioBaseUrl: setting('TWILIO_BASE_URL', 'https://api.twilio.com', 'Base URL of the Twilio-style Messages API.', optionalUrl(['http:', 'https:'])),
+  smsFrom: setting('SMS_FROM', '', 'Sender of SMS: an E.164 number or alphanumeric sender id (SMS_GATEWAY=twilio).', str),
+  emailGateway: setting('EMAIL_GATEWAY', 'local', 'Where email goes: `local` (kept in platform.local_messages) or `smtp` (needs SMTP_URL and EMAIL_FROM).', oneOf(['local', 'smtp'] as const)),
+  smtpUrl: setting('SMTP_URL', '', 'SMTP server for EMAIL_GATEWAY=smtp: `smtp://user:pass@host:587` (STARTTLS) or `smtps://...:465`.', optionalUrl(['smtp:', 'smtps:'])),
+  emailFrom: setting('EMAIL_FROM', '', 'From header of outgoing email, e.g. `Casino <no-reply@casino.example>` (EMAIL_GATEWAY=smtp).', str),
   shutdownTimeoutMs: setting('SHUTDOWN_TIMEOUT_MS', '15000', 'Grace period to drain requests and the relay on SIGTERM (ms).', int(0, 600000)),
   requireServices: setting('CI', '', 'Set by CI: tests that need PostgreSQL, Redis or RabbitMQ fail instead of skipping when a service is missing.', bool),
 } as const;
@@ -154,7 +162,25 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const raw = env[spec.env] ?? spec.default ?? '';
     out[key] = spec.parse(raw, spec.env);
   }
-  return { ...(out as Config), ...overrides };
+  const config = { ...(out as Config), ...overrides };
+  checkGateways(config);
+  return config;
+}
+
+/** A configured gateway must have what it needs: start-up stops naming the missing variable. */
+function checkGateways(config: Config): void {
+  if (config.smsGateway === 'twilio') {
+    const needed: [string, string][] = [
+      ['TWILIO_ACCOUNT_SID', config.twilioAccountSid],
+      ['TWILIO_AUTH_TOKEN', config.twilioAuthToken],
+      ['SMS_FROM', config.smsFrom],
+    ];
+    for (const [name, value] of needed) if (value.trim() === '') throw new ConfigError(name, 'is required when SMS_GATEWAY=twilio');
+  }
+  if (config.emailGateway === 'smtp') {
+    if (!config.smtpUrl) throw new ConfigError('SMTP_URL', 'is required when EMAIL_GATEWAY=smtp');
+    if (config.emailFrom.trim() === '') throw new ConfigError('EMAIL_FROM', 'is required when EMAIL_GATEWAY=smtp');
+  }
 }
 
 /** The OpenID Connect provider's issuer: OIDC_ISSUER, or PUBLIC_URL + `/oidc`. */

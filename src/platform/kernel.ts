@@ -10,7 +10,9 @@ import type { Database } from './db/database.ts';
 import { writeToOutbox } from './events/outbox.ts';
 import type { NewEvent } from './events/types.ts';
 import type { Kernel, UnitOfWork } from './module.ts';
-import { LocalMessageGateway, routedMessages, type MessageTables } from './messages/messages.ts';
+import { LocalMessageGateway, routedMessages, type MessageGateway, type MessageTables } from './messages/messages.ts';
+import { SmtpEmailGateway } from './messages/smtp.ts';
+import { TwilioSmsGateway } from './messages/twilio.ts';
 import type { Metrics } from './telemetry/metrics.ts';
 import { tablesOf } from './db/database.ts';
 
@@ -34,8 +36,13 @@ export function createKernel(deps: KernelDeps): Kernel & { setOnEventsCommitted(
   });
   const authPolicy = new AuthPolicy({ stepUpMaxAgeSeconds: deps.config.stepUpMaxAgeSeconds });
   const local = new LocalMessageGateway(tablesOf<MessageTables>(deps.database.db));
-  // SMS and email gateways other than the local one are configured here as they are built.
-  const messages = routedMessages({ sms: local, email: local });
+  const { config } = deps;
+  const sms: MessageGateway =
+    config.smsGateway === 'twilio'
+      ? new TwilioSmsGateway({ baseUrl: config.twilioBaseUrl ?? 'https://api.twilio.com', accountSid: config.twilioAccountSid, authToken: config.twilioAuthToken, from: config.smsFrom })
+      : local;
+  const email: MessageGateway = config.emailGateway === 'smtp' ? new SmtpEmailGateway({ url: config.smtpUrl!, from: config.emailFrom }) : local;
+  const messages = routedMessages({ sms, email });
   let onEvents = deps.onEventsCommitted ?? (() => {});
   const chains = deps.config.auditChains;
 

@@ -18,9 +18,11 @@ export interface Run {
 }
 
 /** `node bin/pitboss.js ...args` on the project's Node (the tests run on it too), logs silenced. */
-export function pitboss(args: string[], env: Record<string, string> = {}): Promise<Run> {
+export function pitboss(args: string[], env: Record<string, string> = {}, options: { input?: string } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...inherited, LOG_LEVEL: 'silent', ...env }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...inherited, LOG_LEVEL: 'silent', ...env }, stdio: ['pipe', 'pipe', 'pipe'], timeout: 60_000 });
+    // Standard input: what the test gives (a password for --password-stdin), else empty.
+    child.stdin.end(options.input ?? '');
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));

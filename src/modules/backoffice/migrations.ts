@@ -50,4 +50,12 @@ export const migrations: Migration[] = [
       on conflict do nothing;
     `,
   },
+  {
+    name: '0003_staff_passwords',
+    sql: `
+      -- Staff sign in through the OpenID Connect provider: an argon2id hash (the players'
+      -- parameters and policy), null until one is set (pitboss admin create / set-password).
+      alter table backoffice.staff add column password_hash text;
+    `,
+  },
 ];

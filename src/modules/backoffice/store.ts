@@ -6,6 +6,7 @@ export interface StaffTable {
   display_name: string;
   status: 'active' | 'disabled';
   created_at: Date;
+  password_hash: string | null;
 }
 
 export type BackofficeTables = {
@@ -27,8 +28,11 @@ export interface StaffRecord {
   createdAt: Date;
 }
 
-export async function insertStaff(db: Executor, staff: { id: string; email: string; displayName: string; roles: readonly string[] }): Promise<void> {
-  await db.insertInto('backoffice.staff').values({ id: staff.id, email: staff.email, display_name: staff.displayName, status: 'active', created_at: new Date() }).execute();
+export async function insertStaff(db: Executor, staff: { id: string; email: string; displayName: string; roles: readonly string[]; passwordHash?: string | null }): Promise<void> {
+  await db
+    .insertInto('backoffice.staff')
+    .values({ id: staff.id, email: staff.email, display_name: staff.displayName, status: 'active', created_at: new Date(), password_hash: staff.passwordHash ?? null })
+    .execute();
   if (staff.roles.length > 0) {
     await db.insertInto('backoffice.staff_roles').values(staff.roles.map((role) => ({ staff_id: staff.id, role }))).execute();
   }
@@ -74,4 +78,15 @@ export async function listRoles(db: Executor) {
   const roles = await db.selectFrom('backoffice.roles').selectAll().orderBy('name').execute();
   const perms = await db.selectFrom('backoffice.role_permissions').selectAll().orderBy('permission').execute();
   return roles.map((r) => ({ name: r.name, description: r.description, permissions: perms.filter((p) => p.role === r.name).map((p) => p.permission) }));
+}
+
+/** Id, status and password hash of the staff member with this (normalised) email, for sign-in only. */
+export async function findStaffCredentials(db: Executor, email: string): Promise<{ id: string; status: 'active' | 'disabled'; passwordHash: string | null } | undefined> {
+  const row = await db.selectFrom('backoffice.staff').select(['id', 'status', 'password_hash']).where('email', '=', email).executeTakeFirst();
+  return row ? { id: row.id, status: row.status, passwordHash: row.password_hash } : undefined;
+}
+
+export async function updateStaffPassword(db: Executor, id: string, passwordHash: string): Promise<boolean> {
+  const done = await db.updateTable('backoffice.staff').set({ password_hash: passwordHash }).where('id', '=', id).executeTakeFirst();
+  return Number(done.numUpdatedRows) === 1;
 }

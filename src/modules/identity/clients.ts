@@ -25,6 +25,8 @@ export interface NewClient {
   postLogoutRedirectUris?: readonly string[];
   /** Space-separated. For client credentials, the permissions the service gets. */
   scope?: string;
+  /** A staff client (the back office): its sign-in form takes staff emails, and staff only. */
+  staff?: boolean;
 }
 
 export interface CreatedClient {
@@ -84,6 +86,8 @@ export class ClientService {
       errors.push({ field: '/body/grantTypes', code: fieldCodes.GRANT_TYPES_INVALID, message: 'refresh_token comes with authorization_code.' });
     } else if (service && input.public) {
       errors.push({ field: '/body/grantTypes', code: fieldCodes.GRANT_TYPES_INVALID, message: 'A public client cannot use client_credentials: it has no secret.' });
+    } else if (service && input.staff) {
+      errors.push({ field: '/body/grantTypes', code: fieldCodes.GRANT_TYPES_INVALID, message: 'A staff client signs staff in: client_credentials has no staff member.' });
     }
     const redirects = input.redirectUris ?? [];
     if (code && redirects.length === 0) {
@@ -130,15 +134,21 @@ export class ClientService {
         redirectUris: input.redirectUris ?? [],
         postLogoutRedirectUris: input.postLogoutRedirectUris ?? [],
         scope,
+        accountKind: input.staff ? 'staff' : 'player',
       });
       await uow.audit({
         action: 'identity.client.create',
         target: { type: 'oauth_client', id },
-        changes: { name: created.name, grantTypes: created.grantTypes, redirectUris: created.redirectUris, scope, public: input.public === true },
+        changes: { name: created.name, grantTypes: created.grantTypes, redirectUris: created.redirectUris, scope, public: input.public === true, staff: input.staff === true },
       });
       return created;
     });
     return { client: withoutSecret(client), ...(secret ? { clientSecret: secret } : {}) };
+  }
+
+  /** Which accounts a client signs in (an unknown client: players). */
+  async accountKindOf(clientId: string): Promise<'player' | 'staff'> {
+    return (await findClient(this.#db, clientId))?.accountKind ?? 'player';
   }
 
   async get(ctx: RequestContext, id: string): Promise<ClientRecord> {

@@ -23,6 +23,19 @@ export const fail = defineErrors({
   WEBAUTHN_CREDENTIAL_EXISTS: { status: 409, message: 'This passkey or security key is already registered.' },
   WEBAUTHN_CREDENTIAL_LIMIT: { status: 409, message: 'This account has as many passkeys and security keys as it may have; remove one first.' },
   WEBAUTHN_CREDENTIAL_NOT_FOUND: { status: 404, message: 'No such passkey or security key on this account.' },
+  MFA_SMS_PHONE_INVALID: { status: 400, message: 'The phone number must be in E.164 form: a plus, the country code and the number, e.g. +447700900123.' },
+  MFA_SMS_ALREADY_ENABLED: { status: 409, message: 'A phone number is already enabled as a second factor; remove it first.' },
+  MFA_SMS_NOT_STARTED: { status: 409, message: 'No phone number is waiting for confirmation; start an enrolment first.' },
+  MFA_SMS_NOT_ENABLED: { status: 404, message: 'No phone number is enrolled as a second factor.' },
+  MFA_SMS_RESEND_TOO_SOON: { status: 429, message: 'A code was sent less than a minute ago; wait before asking for another (see retryAfter).' },
+  MFA_SMS_NOT_SENT: { status: 502, message: 'The SMS gateway did not accept the message; try again later.' },
+  MFA_POLICY_PLAYER_NOT_FOUND: { status: 404, message: 'No such player.' },
+  EMAIL_ALREADY_VERIFIED: { status: 409, message: 'The email address is already verified.' },
+  EMAIL_VERIFICATION_TOO_SOON: { status: 429, message: 'A verification email was sent less than a minute ago; wait before asking for another (see retryAfter).' },
+  EMAIL_VERIFICATION_INVALID: { status: 400, message: 'The verification link is not valid: unknown, already used or expired. Ask for a new one.' },
+  EMAIL_VERIFICATION_STALE: { status: 409, message: 'The verification link is for an address the player no longer uses. Ask for a new one.' },
+  EMAIL_NOT_SENT: { status: 502, message: 'The email gateway did not accept the message; try again later.' },
+  LOCAL_MESSAGES_OFF: { status: 404, message: 'The local message gateway is not in use for this channel (SMS_GATEWAY / EMAIL_GATEWAY).' },
 });
 
 /** Field error codes of a client registration (reported together as VALIDATION_FAILED). */

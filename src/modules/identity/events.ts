@@ -9,12 +9,14 @@ const SignInSucceeded = Type.Object({
   clientId: Type.String(),
   acr: Type.String(),
   amr: Type.Array(Type.String()),
+  accountKind: Type.Optional(Type.Enum(['player', 'staff'], { description: "`staff` for a staff member's sign-in (then `playerId` is the staff member's id and the envelope's playerId is null); absent for players." })),
 });
 
 const SignInFailed = Type.Object({
   playerId: Type.Union([Type.String({ format: 'uuid' }), Type.Null()], { description: 'Null when the login or email names no account.' }),
   clientId: Type.String(),
   reason: Type.Enum(['invalid_credentials', 'account_not_allowed']),
+  accountKind: Type.Optional(Type.Enum(['player', 'staff'], { description: "`staff` for a staff member's sign-in (then `playerId` is the staff member's id and the envelope's playerId is null); absent for players." })),
 });
 
 const SignInLocked = Type.Object({
@@ -23,16 +25,24 @@ const SignInLocked = Type.Object({
   scope: Type.Enum(['account', 'source'], { description: '`account`: the login or email is locked; `source`: the source address is.' }),
   failures: Type.Integer({ minimum: 1 }),
   lockedUntil: Type.String({ format: 'date-time' }),
+  accountKind: Type.Optional(Type.Enum(['player', 'staff'], { description: "`staff` for a staff member's sign-in (then `playerId` is the staff member's id and the envelope's playerId is null); absent for players." })),
 });
 
 const MfaEnrolled = Type.Object({
   playerId: Type.String({ format: 'uuid' }),
-  method: Type.Enum(['totp', 'webauthn']),
+  method: Type.Enum(['totp', 'webauthn', 'sms']),
 });
 
 const MfaRemoved = Type.Object({
+  playerId: Type.String({ format: 'uuid', description: "The account's id (a staff member's when the envelope's playerId is null)." }),
+  method: Type.Enum(['totp', 'webauthn', 'sms']),
+});
+
+const MfaPolicyChanged = Type.Object({
   playerId: Type.String({ format: 'uuid' }),
-  method: Type.Enum(['webauthn']),
+  by: Type.Enum(['player', 'staff'], { description: "Whose switch changed: the player's own, or staff's (which the player cannot lift)." }),
+  required: Type.Boolean({ description: 'The new value of that switch.' }),
+  effective: Type.Boolean({ description: 'Whether MFA is now required for the account (either switch).' }),
 });
 
 const TokenReuseDetected = Type.Object({
@@ -80,6 +90,7 @@ declare module '../../platform/events/types.ts' {
     'identity.sign_in.locked': Static<typeof SignInLocked>;
     'identity.mfa.enrolled': Static<typeof MfaEnrolled>;
     'identity.mfa.removed': Static<typeof MfaRemoved>;
+    'identity.mfa.policy_changed': Static<typeof MfaPolicyChanged>;
     'identity.token.reuse_detected': Static<typeof TokenReuseDetected>;
     'identity.session.revoked': Static<typeof SessionRevoked>;
     'identity.sessions.revoked_all': Static<typeof SessionsRevokedAll>;
@@ -104,13 +115,18 @@ export const events: EventCatalogue = {
   'identity.mfa.enrolled': {
     version: 1,
     description:
-      'A player enabled a second factor: an authenticator app (`totp`, confirmed with a first code) or a passkey or security key (`webauthn`, one event per credential); one is asked for at every sign-in from now on.',
+      'A player (or, with a null envelope playerId, a staff member) enabled a second factor: an authenticator app (`totp`, confirmed with a first code), a passkey or security key (`webauthn`, one event per credential) or a phone number for SMS codes (`sms`, confirmed with a first code); one is asked for at every sign-in from now on.',
     payload: MfaEnrolled,
   },
   'identity.mfa.removed': {
     version: 1,
-    description: 'A player removed a second factor: one passkey or security key (`webauthn`). Their other factors stay.',
+    description: 'A second factor was removed: one passkey or security key (`webauthn`), or an SMS phone number (`sms`). The account\'s other factors stay.',
     payload: MfaRemoved,
+  },
+  'identity.mfa.policy_changed': {
+    version: 1,
+    description: 'A player, or staff, switched the requirement of MFA for the player\'s account; with it on and no factor enrolled, the next sign-in enrols an authenticator app first.',
+    payload: MfaPolicyChanged,
   },
   'identity.token.reuse_detected': {
     version: 1,

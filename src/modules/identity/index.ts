@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { anonymous } from '../../platform/auth/principal.ts';
 import { ConfigError, oidcIssuer } from '../../platform/config.ts';
 import { tablesOf } from '../../platform/db/database.ts';
+import type { HttpApp } from '../../platform/http/types.ts';
 import { defineModule } from '../../platform/module.ts';
+import { backofficeModule } from '../backoffice/index.ts';
 import { playersModule } from '../players/index.ts';
 import { Accounts } from './accounts.ts';
 import { ClientService, PERMISSIONS } from './clients.ts';
@@ -12,6 +14,14 @@ import { migrations } from './migrations.ts';
 import { deleteExpiredPayloads } from './oidc-adapter.ts';
 import { ProviderHost } from './provider.ts';
 import { identityRoutes } from './routes.ts';
+import { LOCAL_MESSAGES_PERMISSION, localMessageRoutes } from './local-messages-routes.ts';
+import { totpEnrolmentFor } from './enrolment.ts';
+import { smsRoutes } from './mfa-sms-routes.ts';
+import { MFA_POLICY_PERMISSION, MfaPolicyService } from './policy.ts';
+import { policyRoutes } from './policy-routes.ts';
+import { SmsService } from './sms.ts';
+import { EmailVerificationService } from './email-verification.ts';
+import { emailVerificationRoutes } from './email-verification-routes.ts';
 import { IdentityService } from './service.ts';
 import { sharedSecret, type IdentityTables } from './store.ts';
 import { SignInThrottle } from './throttle.ts';
@@ -30,6 +40,14 @@ export interface IdentityApi {
   readonly issuer: string;
 }
 
+type Routes = (app: HttpApp) => Promise<void>;
+/** Several route sets registered one after the other in the module's scope. */
+const inOrder =
+  (...sets: Routes[]): Routes =>
+  async (app) => {
+    for (const routes of sets) await routes(app);
+  };
+
 /** OAuth2/OpenID Connect provider (panva's oidc-provider), hosted sign-in, and the client registry. */
 export const identityModule = defineModule<IdentityApi>({
   name: 'identity',
@@ -42,6 +60,8 @@ export const identityModule = defineModule<IdentityApi>({
     [PERMISSIONS.manageClients]: 'Register OAuth2 clients, disable them and rotate their secrets.',
     [SESSION_PERMISSIONS.read]: "See a player's sign-in sessions (devices, addresses, last use).",
     [SESSION_PERMISSIONS.manage]: "End a player's sign-in sessions (one, or all).",
+    [MFA_POLICY_PERMISSION]: "Require MFA for a player's account (or lift staff's requirement).",
+    [LOCAL_MESSAGES_PERMISSION]: 'Read the messages (SMS codes, email links) kept by the local message gateway, while it is in use (development and test deployments).',
   },
   create(kernel, use) {
     const { config } = kernel;
@@ -49,7 +69,8 @@ export const identityModule = defineModule<IdentityApi>({
     const issuerPath = new URL(issuer).pathname.replace(/\/+$/, '');
     if (issuerPath === '') throw new ConfigError('OIDC_ISSUER', 'needs a path (e.g. https://casino.example/oidc): the provider is served under it, beside the API');
     const db = tablesOf<IdentityTables>(kernel.database.db);
-    const accounts = new Accounts(use(playersModule));
+    const players = use(playersModule);
+    const accounts = new Accounts(players, use(backofficeModule));
     const clients = new ClientService(kernel);
     const throttle = new SignInThrottle(kernel.cache, {
       delayAfter: config.signInDelayAfter,
@@ -62,7 +83,9 @@ export const identityModule = defineModule<IdentityApi>({
     });
     const totp = new TotpService(kernel, db);
     const webauthn = new WebAuthnService(kernel, db, relyingPartyOf(config.publicUrl));
-    const identity = new IdentityService(kernel, accounts, throttle, totp, webauthn);
+    const sms = new SmsService(kernel, db);
+    const policy = new MfaPolicyService(kernel, db);
+    const identity = new IdentityService(kernel, accounts, throttle, totp, webauthn, { sms, policy });
     const sessions = new SessionService(kernel, db);
     const passwords = new PasswordService(kernel, db, use(playersModule), sessions);
     // The platform's step-up guard asks whether a player has a second factor (the other
@@ -70,7 +93,28 @@ export const identityModule = defineModule<IdentityApi>({
     // token's session has ended.
     kernel.authPolicy.addSecondFactorCheck((playerId) => totp.isEnabled(playerId));
     kernel.authPolicy.addSecondFactorCheck((playerId) => webauthn.hasCredentials(playerId));
+    kernel.authPolicy.addSecondFactorCheck((playerId) => sms.isEnabled(playerId));
     kernel.authPolicy.setSessionEndedCheck((sessionId) => sessions.isEnded(sessionId));
+    const emailVerification = new EmailVerificationService(kernel, db, players);
+    let stopped = false;
+    const wakeUps = new Set<NodeJS.Timeout>();
+    const sendQueuedEmails = () => {
+      if (stopped) return;
+      emailVerification.drain().catch((err: unknown) => kernel.logger.error({ err }, 'sending verification emails failed'));
+    };
+    const sendSoon = (ms: number) => {
+      const t = setTimeout(() => {
+        wakeUps.delete(t);
+        sendQueuedEmails();
+      }, ms);
+      t.unref();
+      wakeUps.add(t);
+    };
+    let mailTimer: NodeJS.Timeout | undefined;
+    const labelOf = async (accountId: string) => {
+      const login = (await accounts.find(accountId))?.claims.preferred_username;
+      return typeof login === 'string' ? login : accountId;
+    };
     const host = new ProviderHost({
       issuer,
       db,
@@ -91,11 +135,13 @@ export const identityModule = defineModule<IdentityApi>({
         signedOut: (sessionId, requestId, sourceIp) => sessions.signedOut({ principal: anonymous, requestId, sourceIp }, sessionId),
         hasSecondFactor: (accountId) => kernel.authPolicy.hasSecondFactor(accountId),
       },
+      clientKind: (clientId) => clients.accountKindOf(clientId),
     });
     let timer: NodeJS.Timeout | undefined;
     return {
       api: { clients, issuer },
-      routes: identityRoutes({
+      routes: inOrder(
+        identityRoutes({
         host,
         issuerPath,
         clients,
@@ -103,21 +149,50 @@ export const identityModule = defineModule<IdentityApi>({
         totp,
         webauthn,
         cache: kernel.cache,
-        labelOf: async (playerId) => {
-          const login = (await accounts.find(playerId))?.claims.preferred_username;
-          return typeof login === 'string' ? login : playerId;
-        },
+        labelOf,
         account: { sessions, passwords, players: use(playersModule) },
+        signInMfa: {
+          clientKind: (clientId) => clients.accountKindOf(clientId),
+          totpEnrolment: async (accountId, restart) => totpEnrolmentFor(db, totp, accountId, await labelOf(accountId), restart),
+          smsStatus: (accountId) => sms.status(accountId),
+        },
       }),
+        smsRoutes(sms),
+        policyRoutes(policy, async (id) => (await players.find(id)) !== undefined),
+        localMessageRoutes(config, kernel.database.db),
+        emailVerificationRoutes(emailVerification),
+      ),
+      consumers: [
+        {
+          // Queued in the consumer's transaction (exactly once with its inbox row); sent after it commits.
+          name: 'identity.email-verification',
+          events: ['player.registered', 'player.email_changed'],
+          handle: async (event, trx) => {
+            if (!event.playerId) return;
+            await emailVerification.queue(trx, event.playerId, event.type === 'player.email_changed' ? 'email_changed' : 'registration');
+            // The row is visible once the consumer's transaction commits, which the handler
+            // cannot wait for: look soon and again a little later (the 30 s sweep is the backstop).
+            for (const ms of [0, 100, 1000]) sendSoon(ms);
+          },
+        },
+      ],
       start: async () => {
         await host.provider();
         timer = setInterval(() => {
           deleteExpiredPayloads(db).catch((err: unknown) => kernel.logger.error({ err }, 'deleting expired OpenID Connect state failed'));
         }, 3_600_000);
         timer.unref();
+        // Picks up what a crash or another process left queued.
+        mailTimer = setInterval(sendQueuedEmails, 30_000);
+        mailTimer.unref();
+        sendQueuedEmails();
       },
       stop: async () => {
         if (timer) clearInterval(timer);
+        stopped = true;
+        if (mailTimer) clearInterval(mailTimer);
+        for (const t of wakeUps) clearTimeout(t);
+        await emailVerification.settled();
       },
     };
   },

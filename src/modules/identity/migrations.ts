@@ -112,6 +112,65 @@ export const migrations: Migration[] = [
     `,
   },
   {
+    name: '0004_sms_email_staff',
+    sql: `
+      -- A phone number as a second factor (SMS one-time codes); asked for at sign-in once
+      -- confirmed with a first code. Players and staff share the id space (UUIDs).
+      create table identity.sms_factors (
+        account_id text primary key,
+        phone text not null,
+        confirmed_at timestamptz,
+        created_at timestamptz not null default now()
+      );
+
+      -- The one live SMS code of an account per purpose ('enrol', 'sign_in'): an HMAC-SHA-256
+      -- of the 6-digit code under a per-code salt, dead after expires_at or 5 wrong tries.
+      create table identity.sms_codes (
+        account_id text not null,
+        purpose text not null check (purpose in ('enrol', 'sign_in')),
+        phone text not null,
+        code_hash text not null,
+        salt text not null,
+        attempts integer not null default 0,
+        sent_at timestamptz not null,
+        expires_at timestamptz not null,
+        primary key (account_id, purpose)
+      );
+
+      -- Per-account MFA requirement: set by the player, or by staff (who may lift only their own).
+      create table identity.mfa_policies (
+        account_id text primary key,
+        required_by_player boolean not null default false,
+        required_by_staff boolean not null default false,
+        updated_at timestamptz not null default now()
+      );
+
+      -- Email verification links: the SHA-256 of a 256-bit token, single use, expiring.
+      create table identity.email_verifications (
+        token_hash text primary key,
+        player_id text not null,
+        email text not null,
+        created_at timestamptz not null default now(),
+        expires_at timestamptz not null,
+        used_at timestamptz
+      );
+      create index email_verifications_player on identity.email_verifications (player_id, created_at desc);
+
+      -- Verification emails to send (a new player's, or a changed address's, queued by the
+      -- player.registered and player.email_changed consumer in its transaction and sent
+      -- after it commits, by any process).
+      create table identity.email_verification_requests (
+        player_id text primary key,
+        reason text not null check (reason in ('registration', 'email_changed')),
+        created_at timestamptz not null default now(),
+        claimed_at timestamptz
+      );
+
+      -- Which accounts a sign-in client serves: players (the default) or staff (the back office).
+      alter table identity.clients add column account_kind text not null default 'player' check (account_kind in ('player', 'staff'));
+    `,
+  },
+  {
     name: '0005_sessions_passwords',
     sql: `
       -- Sign-in sessions as the player sees them (devices): one row per provider session,

@@ -63,6 +63,8 @@ export interface SignInForm {
   readonly clientName: string;
   readonly login?: string;
   readonly error?: string;
+  /** A staff client's form: staff sign in with their email. */
+  readonly staff?: boolean;
 }
 
 /** The sign-in form; an error is announced (role=alert) and tied to the fields it concerns. */
@@ -75,7 +77,7 @@ export function signInPage(form: SignInForm): Page {
 <p>to continue to ${escapeHtml(form.clientName)}</p>
 ${error}
 <form method="post" action="${escapeHtml(form.action)}" novalidate>
-<label for="login">Login or email</label>
+<label for="login">${form.staff ? 'Staff email' : 'Login or email'}</label>
 <input type="text" id="login" name="login" autocomplete="username" autocapitalize="none" spellcheck="false" required maxlength="320" value="${escapeHtml(form.login ?? '')}"${described}${form.login ? '' : ' autofocus'}>
 <label for="password">Password</label>
 <input type="password" id="password" name="password" autocomplete="current-password" required maxlength="512"${described}${form.login ? ' autofocus' : ''}>
@@ -88,6 +90,8 @@ export interface CodeForm {
   readonly action: string;
   readonly clientName: string;
   readonly error?: string;
+  /** The account's phone number, masked, when it can get a code by SMS instead. */
+  readonly smsPhone?: string;
 }
 
 /** The second step of a sign-in: a code from the authenticator app, or a recovery code. */
@@ -104,6 +108,43 @@ ${error}
 <p id="code-hint">The 6-digit code from your authenticator app, or one of your recovery codes.</p>
 <input type="text" id="code" name="code" inputmode="numeric" autocomplete="one-time-code" autocapitalize="none" spellcheck="false" required maxlength="40"${described} autofocus>
 <button type="submit">Continue</button>
+</form>${form.smsPhone ? smsOffer(form.action, form.smsPhone) : ''}`,
+  );
+}
+
+const smsOffer = (action: string, phone: string): string => `
+<form method="post" action="${escapeHtml(action)}">
+<button type="submit" name="sms" value="send" class="secondary">Send a code by SMS to ${escapeHtml(phone)}</button>
+</form>`;
+
+export interface SmsCodeForm {
+  readonly action: string;
+  readonly clientName: string;
+  /** The number the code went to, masked. */
+  readonly phone: string;
+  readonly error?: string;
+  /** Announced above the form (a code was sent, or when the next one may be asked for). */
+  readonly notice?: string;
+}
+
+/** The second step with an SMS code: the code field and a button to send a new one. */
+export function smsCodePage(form: SmsCodeForm): Page {
+  const error = form.error ? `<p class="error" id="code-error" role="alert">${escapeHtml(form.error)}</p>` : '';
+  const notice = form.notice ? `<p role="status">${escapeHtml(form.notice)}</p>` : '';
+  const described = form.error ? ' aria-describedby="code-hint code-error" aria-invalid="true"' : ' aria-describedby="code-hint"';
+  return layout(
+    'Enter the code we sent you',
+    `<h1>Enter the code we sent you</h1>
+<p>to continue to ${escapeHtml(form.clientName)}</p>
+${notice}${error}
+<form method="post" action="${escapeHtml(form.action)}" novalidate>
+<label for="code">SMS code</label>
+<p id="code-hint">The 6-digit code sent by SMS to ${escapeHtml(form.phone)}. It is valid for 5 minutes.</p>
+<input type="text" id="code" name="code" inputmode="numeric" autocomplete="one-time-code" autocapitalize="none" spellcheck="false" required maxlength="6"${described} autofocus>
+<button type="submit">Continue</button>
+</form>
+<form method="post" action="${escapeHtml(form.action)}">
+<button type="submit" name="sms" value="send" class="secondary">Send a new code</button>
 </form>`,
   );
 }
@@ -122,8 +163,9 @@ export interface SecondFactorForm extends CodeForm {
 
 /**
  * The second step for a player with passkeys or security keys: the passkey button (its
- * script posts the assertion in a hidden field) and, with an authenticator app, the code
- * form. The button works only with scripts; the code form without.
+ * script posts the assertion in a hidden field), with an authenticator app the code form,
+ * and with a phone number the offer of an SMS code. The button works only with scripts;
+ * the forms without.
  */
 export function secondFactorPage(form: SecondFactorForm): Page {
   const error = form.error ? `<p class="error" id="code-error" role="alert">${escapeHtml(form.error)}</p>` : '';
@@ -145,9 +187,9 @@ ${error}
 <form method="post" action="${escapeHtml(form.action)}" id="passkey-form" class="passkey" data-options="${escapeHtml(form.passkeyOptions)}">
 <input type="hidden" name="assertion" id="passkey-assertion" value="">
 <button type="button" id="passkey-button" aria-describedby="${buttonDescribed}" autofocus>Use a passkey or security key</button>
-<p id="passkey-status" role="status" aria-live="polite"><noscript>Passkeys and security keys need JavaScript in this browser.${form.totp ? ' Use a code instead.' : ''}</noscript></p>
+<p id="passkey-status" role="status" aria-live="polite"><noscript>Passkeys and security keys need JavaScript in this browser.${form.totp || form.smsPhone ? ' Use a code instead.' : ''}</noscript></p>
 </form>
-${code}`,
+${code}${form.smsPhone ? smsOffer(form.action, form.smsPhone) : ''}`,
     PASSKEY_SCRIPT_PATH,
   );
 }
@@ -166,5 +208,78 @@ export function signOutPage(form: string, host: string): Page {
 ${form}
 <button type="submit" form="op.logoutForm" name="logout" value="yes" autofocus>Yes, sign me out</button>
 <button type="submit" form="op.logoutForm" class="secondary">No, stay signed in</button>`,
+  );
+}
+
+export interface EnrolTotpForm {
+  readonly action: string;
+  readonly clientName: string;
+  /** The otpauth URI as a QR code (an SVG document this module renders, no user data). */
+  readonly qrSvg: string;
+  /** Base32, for apps that cannot scan. */
+  readonly secret: string;
+  /** Why the account must enrol now. */
+  readonly reason: 'staff' | 'policy';
+  readonly error?: string;
+}
+
+/**
+ * Enrolment of an authenticator app in the middle of a sign-in that requires MFA (staff
+ * always, players whose account requires it) when no factor is enrolled yet.
+ */
+export function enrolTotpPage(form: EnrolTotpForm): Page {
+  const error = form.error ? `<p class="error" id="code-error" role="alert">${escapeHtml(form.error)}</p>` : '';
+  const described = form.error ? ' aria-describedby="code-hint code-error" aria-invalid="true"' : ' aria-describedby="code-hint"';
+  const why =
+    form.reason === 'staff'
+      ? 'Staff accounts must use an authenticator app. Set it up now to continue.'
+      : 'Your account requires a second factor. Set up an authenticator app now to continue.';
+  const qr = form.qrSvg.replace('<svg ', '<svg width="220" height="220" role="img" aria-label="QR code for your authenticator app" ');
+  // Base32 in groups of four, easier to type.
+  const secret = form.secret.replace(/(.{4})(?=.)/g, '$1 ');
+  return layout(
+    'Set up your authenticator app',
+    `<h1>Set up your authenticator app</h1>
+<p>to continue to ${escapeHtml(form.clientName)}</p>
+<p>${escapeHtml(why)}</p>
+${error}
+<p>Scan this code with your authenticator app:</p>
+${qr}
+<p>Or enter this key: <code id="totp-secret">${escapeHtml(secret)}</code></p>
+<form method="post" action="${escapeHtml(form.action)}" novalidate>
+<label for="code">Code from the app</label>
+<p id="code-hint">Enter the 6-digit code the app shows, to confirm it is set up.</p>
+<input type="text" id="code" name="enrol_code" inputmode="numeric" autocomplete="one-time-code" autocapitalize="none" spellcheck="false" required maxlength="6"${described} autofocus>
+<button type="submit">Confirm</button>
+</form>`,
+  );
+}
+
+/** The recovery codes of a just-enrolled authenticator app, shown once; continuing completes the sign-in. */
+export function recoveryCodesPage(form: { readonly action: string; readonly clientName: string; readonly codes: readonly string[] }): Page {
+  const codes = form.codes.map((c) => `<li><code>${escapeHtml(c)}</code></li>`).join('\n');
+  return layout(
+    'Save your recovery codes',
+    `<h1>Save your recovery codes</h1>
+<p role="status">Your authenticator app is set up.</p>
+<p>Each of these codes signs you in once if you lose your phone. Store them somewhere safe now: they are not shown again.</p>
+<ul id="recovery-codes">
+${codes}
+</ul>
+<form method="post" action="${escapeHtml(form.action)}">
+<button type="submit" name="continue" value="1">I have saved them: continue to ${escapeHtml(form.clientName)}</button>
+</form>`,
+  );
+}
+
+/** The page an email verification link opens: one button, because opening a link must not verify (mail scanners open them). */
+export function confirmEmailPage(action: string): Page {
+  return layout(
+    'Confirm your email address',
+    `<h1>Confirm your email address</h1>
+<p>Press the button to confirm that this email address is yours.</p>
+<form method="post" action="${escapeHtml(action)}">
+<button type="submit">Confirm my email address</button>
+</form>`,
   );
 }

@@ -5,7 +5,7 @@ import Provider, { errors, interactionPolicy, type Configuration, type KoaContex
 import type { Logger } from 'pino';
 import type { KeyStore } from '../../platform/auth/keys.ts';
 import { ACCESS_TOKEN_AUDIENCE } from '../../platform/auth/tokens.ts';
-import type { Accounts } from './accounts.ts';
+import type { AccountKind, Accounts } from './accounts.ts';
 import { clientSecretMatches } from './clients.ts';
 import { adapterFactory } from './oidc-adapter.ts';
 import { messagePage, signOutPage } from './pages.ts';
@@ -55,6 +55,8 @@ export interface ProviderOptions {
   readonly logger: Logger;
   readonly onTokenReuse: (reuse: TokenReuse) => void;
   readonly sessions?: SessionHooks;
+  /** Which accounts a client signs in: players (default) or staff. */
+  readonly clientKind?: (clientId: string) => Promise<AccountKind>;
 }
 
 const page = (ctx: KoaContextWithOIDC, built: { html: string; headers: Readonly<Record<string, string>> }) => {
@@ -142,6 +144,9 @@ function configuration(options: ProviderOptions, jwks: Configuration['jwks'], co
       }
       const source = ctx.oidc.entities.AuthorizationCode ?? ctx.oidc.entities.RefreshToken;
       // `sid`: the Pitboss session id (the provider session's uid), which the session list marks as current.
+      // Staff tokens carry their roles' permissions as they are now (a refresh picks up a changed role).
+      const account = token.accountId ? await accounts.find(token.accountId) : undefined;
+      if (account?.kind === 'staff') return { kind: 'staff', perm: [...(account.permissions ?? [])], auth_time: source?.authTime, acr: source?.acr, amr: source?.amr, sid: source?.sessionUid };
       return { kind: 'player', auth_time: source?.authTime, acr: source?.acr, amr: source?.amr, sid: source?.sessionUid };
     },
     findAccount: async (_ctx, sub, token) => {
@@ -217,6 +222,19 @@ const { Check } = interactionPolicy;
 function policy(options: ProviderOptions) {
   const prompts = interactionPolicy.base();
   const login = prompts.get('login')!;
+  const { clientKind, accounts } = options;
+  // A session of the wrong kind of account for the client (a staff member's session at a
+  // player app, or the reverse) asks for a sign-in again instead of issuing tokens for it.
+  if (clientKind) {
+    login.checks.add(
+      new Check('account_kind', 'The signed-in account is not one this client serves', 'login_required', async (ctx) => {
+        const { session, client } = ctx.oidc;
+        if (!session?.accountId || !client) return Check.NO_NEED_TO_PROMPT;
+        const account = await accounts.find(session.accountId);
+        return account?.kind === (await clientKind(client.clientId)) ? Check.NO_NEED_TO_PROMPT : Check.REQUEST_PROMPT;
+      }),
+    );
+  }
   const hooks = options.sessions;
   if (!hooks) return prompts;
   login.checks.add(

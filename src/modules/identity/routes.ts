@@ -8,7 +8,7 @@ import { GRANT_TYPES, PERMISSIONS, type ClientService } from './clients.ts';
 import type { ProviderHost } from './provider.ts';
 import { fail } from './errors.ts';
 import type { IdentityService } from './service.ts';
-import { signInRoutes } from './sign-in-routes.ts';
+import { signInRoutes, type SignInMfaDeps } from './sign-in-routes.ts';
 import type { TotpService } from './totp.ts';
 import { accountRoutes, type AccountRouteDeps } from './account-routes.ts';
 import { webauthnRoutes } from './webauthn-routes.ts';
@@ -27,6 +27,7 @@ const Client = Type.Object(
     postLogoutRedirectUris: Type.Array(Type.String()),
     scope: Type.String(),
     status: Type.Enum(['active', 'disabled']),
+    accountKind: Type.Enum(['player', 'staff'], { description: '`staff`: a back-office client; its sign-in takes staff only, with mandatory MFA.' }),
     createdAt: Type.String({ format: 'date-time' }),
     updatedAt: Type.String({ format: 'date-time' }),
   },
@@ -38,6 +39,7 @@ const NewClient = Type.Object(
     name: Type.String({ minLength: 1, maxLength: 100 }),
     grantTypes: Type.Array(Type.Enum(GRANT_TYPES), { minItems: 1, maxItems: 3, uniqueItems: true }),
     public: Type.Optional(Type.Boolean({ description: 'A browser or mobile app: no secret; PKCE protects its codes.' })),
+    staff: Type.Optional(Type.Boolean({ description: 'A back-office client: staff sign in with their email (and mandatory MFA); players cannot.' })),
     redirectUris: Type.Optional(Type.Array(Type.String({ maxLength: 2000 }), { maxItems: 20 })),
     postLogoutRedirectUris: Type.Optional(Type.Array(Type.String({ maxLength: 2000 }), { maxItems: 20 })),
     scope: Type.Optional(
@@ -68,9 +70,11 @@ export interface IdentityRouteDeps {
   readonly labelOf: (playerId: string) => Promise<string>;
   /** Sessions, password and email changes, password reset (account-routes.ts). */
   readonly account?: AccountRouteDeps;
+  /** SMS codes, enrolment during sign-in, staff clients. */
+  readonly signInMfa?: SignInMfaDeps;
 }
 
-export function identityRoutes({ host, issuerPath, clients, identity, totp, webauthn, cache, labelOf, account }: IdentityRouteDeps) {
+export function identityRoutes({ host, issuerPath, clients, identity, totp, webauthn, cache, labelOf, account, signInMfa }: IdentityRouteDeps) {
   return async (app: HttpApp): Promise<void> => {
     app.addSchema(Client);
 
@@ -86,7 +90,7 @@ export function identityRoutes({ host, issuerPath, clients, identity, totp, weba
     app.all(issuerPath, delegated, unreachable);
     app.all(`${issuerPath}/*`, delegated, unreachable);
 
-    await app.register(signInRoutes(host, identity, cache, { totp, webauthn }));
+    await app.register(signInRoutes(host, identity, cache, { totp, webauthn }, signInMfa));
     if (account) await app.register(accountRoutes(account));
     await app.register(webauthnRoutes(webauthn, labelOf));
 

@@ -15,6 +15,7 @@ export interface ClientTable {
   status: ClientStatus;
   created_at: Date;
   updated_at: Date;
+  account_kind: 'player' | 'staff';
 }
 
 export interface OidcPayloadTable {
@@ -76,6 +77,11 @@ export type IdentityTables = {
   'identity.password_resets': PasswordResetTable;
   'identity.webauthn_credentials': WebAuthnCredentialTable;
   'identity.webauthn_challenges': WebAuthnChallengeTable;
+  'identity.sms_factors': { account_id: string; phone: string; confirmed_at: Date | null; created_at: Date };
+  'identity.sms_codes': { account_id: string; purpose: 'enrol' | 'sign_in'; phone: string; code_hash: string; salt: string; attempts: number; sent_at: Date; expires_at: Date };
+  'identity.mfa_policies': { account_id: string; required_by_player: boolean; required_by_staff: boolean; updated_at: Date };
+  'identity.email_verification_requests': { player_id: string; reason: 'registration' | 'email_changed'; created_at: Date; claimed_at: Date | null };
+  'identity.email_verifications': { token_hash: string; player_id: string; email: string; created_at: Date; expires_at: Date; used_at: Date | null };
 };
 
 export interface WebAuthnCredentialTable {
@@ -116,6 +122,8 @@ export interface ClientRecord {
   postLogoutRedirectUris: string[];
   scope: string;
   status: ClientStatus;
+  /** `staff`: a back-office client, whose sign-in form takes staff (with mandatory MFA) only. */
+  accountKind: 'player' | 'staff';
   createdAt: string;
   updatedAt: string;
 }
@@ -138,6 +146,7 @@ function toRecord(row: ClientTable): ClientCredentialsRecord {
     scope: row.scope,
     status: row.status,
     secretHash: row.secret_hash,
+    accountKind: row.account_kind,
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString(),
   };
@@ -154,6 +163,7 @@ export interface NewClientRow {
   redirectUris: readonly string[];
   postLogoutRedirectUris: readonly string[];
   scope: string;
+  accountKind?: 'player' | 'staff';
 }
 
 export async function insertClient(db: Executor, c: NewClientRow): Promise<ClientCredentialsRecord> {
@@ -170,6 +180,7 @@ export async function insertClient(db: Executor, c: NewClientRow): Promise<Clien
       post_logout_redirect_uris: JSON.stringify(c.postLogoutRedirectUris),
       scope: c.scope,
       status: 'active',
+      account_kind: c.accountKind ?? 'player',
       created_at: now,
       updated_at: now,
     })

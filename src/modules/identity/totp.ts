@@ -73,7 +73,7 @@ export class TotpService {
   }
 
   /** Confirms an enrolment with a first code; returns the recovery codes (shown once). */
-  async confirm(ctx: RequestContext, accountId: string, code: string): Promise<string[]> {
+  async confirm(ctx: RequestContext, accountId: string, code: string, kind: 'player' | 'staff' = 'player'): Promise<string[]> {
     const row = await this.#db.selectFrom('identity.totp_factors').selectAll().where('account_id', '=', accountId).executeTakeFirst();
     if (!row) throw fail('MFA_TOTP_NOT_STARTED');
     if (row.confirmed_at) throw fail('MFA_TOTP_ALREADY_ENABLED');
@@ -95,8 +95,8 @@ export class TotpService {
         .insertInto('identity.recovery_codes')
         .values(codes.map((c) => ({ account_id: accountId, code_hash: hashCode(normaliseRecovery(c)), used_at: null })))
         .execute();
-      await uow.emit({ type: 'identity.mfa.enrolled', playerId: accountId, payload: { playerId: accountId, method: 'totp' } });
-      await uow.audit({ action: 'identity.mfa.enroll', target: { type: 'player', id: accountId }, changes: { method: 'totp', recoveryCodes: RECOVERY_CODES } });
+      await uow.emit({ type: 'identity.mfa.enrolled', playerId: kind === 'player' ? accountId : null, payload: { playerId: accountId, method: 'totp' } });
+      await uow.audit({ action: 'identity.mfa.enroll', target: { type: kind, id: accountId }, changes: { method: 'totp', recoveryCodes: RECOVERY_CODES } });
     });
     return codes;
   }

@@ -40,11 +40,17 @@ const PlayerStatusChanged = Type.Object({
 
 const PlayerEmailChanged = Type.Object({ playerId: Type.String({ format: 'uuid' }) });
 
+const PlayerEmailVerified = Type.Object({
+  playerId: Type.String({ format: 'uuid' }),
+  verifiedAt: Type.String({ format: 'date-time' }),
+});
+
 declare module '../../platform/events/types.ts' {
   interface EventMap {
     'player.registered': Static<typeof PlayerRegistered>;
     'player.status_changed': Static<typeof PlayerStatusChanged>;
     'player.email_changed': Static<typeof PlayerEmailChanged>;
+    'player.email_verified': Static<typeof PlayerEmailVerified>;
   }
 }
 
@@ -52,4 +58,5 @@ export const events: EventCatalogue = {
   'player.registered': { version: 1, description: 'A player registered.', payload: PlayerRegistered },
   'player.status_changed': { version: 1, description: "Staff changed a player's status (blocked, suspended, ...).", payload: PlayerStatusChanged },
   'player.email_changed': { version: 1, description: 'A player changed their email address (the address is not in the event; ask the players API).', payload: PlayerEmailChanged },
+  'player.email_verified': { version: 1, description: 'The player confirmed their email address with the link sent to it.', payload: PlayerEmailVerified },
 };

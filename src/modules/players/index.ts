@@ -9,6 +9,9 @@ import { PERMISSIONS, PlayerService } from './service.ts';
 export type { PlayerRecord } from './store.ts';
 export type { PlayerService, Registration } from './service.ts';
 export type { PlayerStatus } from './events.ts';
+// The password hashing (argon2id) and policy every account kind shares: staff passwords use them too.
+export { dummyPasswordHash, hashPassword, verifyPassword } from './password-hash.ts';
+export { checkPassword as checkPasswordPolicy, PASSWORD_MAX_LENGTH } from './password-policy.ts';
 
 /** Player registration, profile and status; the hot player record lives in the cache. */
 export const playersModule = defineModule<PlayerService>({
@@ -31,7 +34,7 @@ export const playersModule = defineModule<PlayerService>({
           // With Redis (the multi-process setup) one invalidation serves every process; the
           // in-memory cache belongs to a single process, which receives every event.
           name: 'players.cache-invalidation',
-          events: ['player.registered', 'player.status_changed', 'player.email_changed'],
+          events: ['player.registered', 'player.status_changed', 'player.email_changed', 'player.email_verified'],
           handle: async (event) => {
             if (event.playerId) await service.invalidate(event.playerId);
           },

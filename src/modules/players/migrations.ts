@@ -29,4 +29,12 @@ export const migrations: Migration[] = [
       create index players_status on players.players (status, id);
     `,
   },
+  {
+    name: '0002_email_verified',
+    sql: `
+      -- When the player proved they read mail at their current address (the identity
+      -- module's verification link); null until then.
+      alter table players.players add column email_verified_at timestamptz;
+    `,
+  },
 ];

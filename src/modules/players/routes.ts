@@ -19,6 +19,7 @@ const Player = Type.Object(
     trafficSource: TrafficSource,
     createdAt: Type.String({ format: 'date-time' }),
     updatedAt: Type.String({ format: 'date-time' }),
+    emailVerified: Type.Boolean({ description: 'The player confirmed the address with the link emailed to it.' }),
   },
   { $id: 'Player' },
 );

@@ -10,7 +10,7 @@ import { fail, fieldCodes } from './errors.ts';
 import type { PlayerStatus } from './events.ts';
 import { dummyPasswordHash, hashPassword, verifyPassword } from './password-hash.ts';
 import { checkPassword, PASSWORD_MAX_LENGTH } from './password-policy.ts';
-import { findCredentials, findCredentialsById, updateEmail, updatePasswordHash } from './store.ts';
+import { emailStateOf, findCredentials, findCredentialsById, markEmailVerified, updateEmail, updatePasswordHash } from './store.ts';
 import { findPlayer, findTaken, insertPlayer, listPlayers, lockPlayer, updateStatus, type PlayerFilter, type PlayerRecord, type PlayersTables } from './store.ts';
 
 export interface Registration {
@@ -204,6 +204,29 @@ export class PlayerService {
     // The event invalidates every process's cache; this process need not wait for it.
     await this.invalidate(id);
     return this.mask(ctx, player);
+  }
+
+  /**
+   * Records that the player proved they read mail at `email` (the identity module's
+   * verification link). Only for the player's current address: a link for an address
+   * they have since changed verifies nothing. Audited and emitted once.
+   */
+  async markEmailVerified(ctx: RequestContext, id: string, email: string): Promise<'verified' | 'already_verified' | 'email_changed' | 'not_found'> {
+    const at = new Date();
+    const outcome = await this.#kernel.transaction(ctx, async (uow) => {
+      const db = tablesOf<PlayersTables>(uow.trx);
+      const updated = await markEmailVerified(db, id, normalizeEmail(email), at);
+      if (!updated) {
+        const current = await emailStateOf(db, id);
+        if (!current) return 'not_found' as const;
+        return current.email_normalized !== normalizeEmail(email) ? ('email_changed' as const) : ('already_verified' as const);
+      }
+      await uow.emit({ type: 'player.email_verified', playerId: id, payload: { playerId: id, verifiedAt: at.toISOString() } });
+      await uow.audit({ action: 'player.email.verify', target: { type: 'player', id }, changes: { emailVerified: true } });
+      return 'verified' as const;
+    });
+    if (outcome === 'verified') await this.invalidate(id);
+    return outcome;
   }
 
   mask(ctx: RequestContext, player: PlayerRecord): PlayerRecord {

@@ -16,6 +16,7 @@ export interface PlayerTable {
   traffic_source: Record<string, string> | string;
   created_at: Date;
   updated_at: Date;
+  email_verified_at?: Date | null;
 }
 
 export type PlayersTables = {
@@ -36,9 +37,11 @@ export interface PlayerRecord {
   trafficSource: Record<string, string>;
   createdAt: string;
   updatedAt: string;
+  /** The player proved they read mail at `email` (a verification link). */
+  emailVerified: boolean;
 }
 
-const columns = ['id', 'email', 'login', 'country', 'currency', 'date_of_birth', 'status', 'traffic_source', 'created_at', 'updated_at'] as const;
+const columns = ['id', 'email', 'login', 'country', 'currency', 'date_of_birth', 'status', 'traffic_source', 'created_at', 'updated_at', 'email_verified_at'] as const;
 
 function toRecord(row: Pick<PlayerTable, (typeof columns)[number]>): PlayerRecord {
   return {
@@ -52,6 +55,7 @@ function toRecord(row: Pick<PlayerTable, (typeof columns)[number]>): PlayerRecor
     trafficSource: (typeof row.traffic_source === 'string' ? JSON.parse(row.traffic_source) : row.traffic_source) as Record<string, string>,
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString(),
+    emailVerified: row.email_verified_at != null,
   };
 }
 
@@ -158,9 +162,27 @@ export async function updatePasswordHash(db: Executor, id: string, passwordHash:
 export async function updateEmail(db: Executor, id: string, email: string, emailNormalized: string): Promise<PlayerRecord | undefined> {
   const row = await db
     .updateTable('players.players')
-    .set({ email, email_normalized: emailNormalized, updated_at: new Date() })
+    // A new address is unverified until the player opens the link sent to it.
+    .set({ email, email_normalized: emailNormalized, email_verified_at: null, updated_at: new Date() })
     .where('id', '=', id)
     .returning(columns)
     .executeTakeFirst();
   return row ? toRecord(row) : undefined;
+}
+
+/** Marks the email verified if it is still the player's address; the record when it changed, undefined when not (another address, or verified already). */
+export async function markEmailVerified(db: Executor, id: string, emailNormalized: string, at: Date): Promise<PlayerRecord | undefined> {
+  const row = await db
+    .updateTable('players.players')
+    .set({ email_verified_at: at, updated_at: at })
+    .where('id', '=', id)
+    .where('email_normalized', '=', emailNormalized)
+    .where('email_verified_at', 'is', null)
+    .returning(columns)
+    .executeTakeFirst();
+  return row ? toRecord(row) : undefined;
+}
+
+export async function emailStateOf(db: Executor, id: string): Promise<{ email_normalized: string; email_verified_at: Date | null | undefined } | undefined> {
+  return db.selectFrom('players.players').select(['email_normalized', 'email_verified_at']).where('id', '=', id).executeTakeFirst();
 }

@@ -37,7 +37,7 @@ export function authenticate(tokens: TokenService, policy?: AuthPolicy) {
     const match = /^Bearer\s+(\S+)$/i.exec(header);
     if (!match) throw platformErrors('UNAUTHENTICATED', { detail: 'Authorization must be "Bearer <token>".' });
     const principal = await tokens.verify(match[1]!);
-    if (policy && principal.kind === 'player' && principal.sid && (await policy.sessionEnded(principal.sid))) {
+    if (policy && (principal.kind === 'player' || principal.kind === 'staff') && principal.sid && (await policy.sessionEnded(principal.sid))) {
       throw platformErrors('UNAUTHENTICATED', { detail: 'The session this token belongs to has ended; sign in again.' });
     }
     request.principal = principal;
