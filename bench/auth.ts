@@ -8,16 +8,14 @@ import { Agent, request } from 'node:http';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
-import pg from 'pg';
 import { KeyStore } from '../src/platform/auth/keys.ts';
 import { TokenService } from '../src/platform/auth/tokens.ts';
 import { loadConfig, oidcIssuer } from '../src/platform/config.ts';
 import { openDatabase } from '../src/platform/db/database.ts';
 import { MAX_TOKEN_TTL_SECONDS } from '../src/platform/kernel.ts';
 import { ARGON2_PARAMS, hashPassword, verifyPassword } from '../src/modules/players/password-hash.ts';
-import { fmt, load, randomPort, root, startServer, type LoadResult } from './lib.ts';
+import { adminQuery, fmt, load, pgUrl, randomPort, root, startServer, type LoadResult } from './lib.ts';
 
-const adminUrl = process.env.TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const CORES = availableParallelism();
 const PLAYERS = Number(process.env.BENCH_PLAYERS ?? 200);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -41,17 +39,6 @@ const THROTTLE_ENV = {
   SIGN_IN_DELAY_AFTER: '1000',
 };
 
-const pgUrl = (db: string) => {
-  const u = new URL(adminUrl);
-  u.pathname = `/${db}`;
-  return u.toString();
-};
-async function adminQuery(text: string): Promise<void> {
-  const c = new pg.Client({ connectionString: adminUrl });
-  await c.connect();
-  await c.query(text);
-  await c.end();
-}
 
 const stamp = Date.now();
 const dbName = `pitboss_bench_auth_${stamp}`;

@@ -1,28 +1,19 @@
 // npm run bench:ledger — the ledger's batch writer alone, without HTTP: how many bets and
 // wins per second the database takes through LedgerEngine, and the batches it writes.
 // Isolates the database cost per movement from the HTTP and provider layers (bench:wallet).
-import pg from 'pg';
+import { adminQuery as admin, pgUrl } from './lib.ts';
 import { createRuntime } from '../src/app/runtime.ts';
 import { loadConfig } from '../src/platform/config.ts';
 import { newId } from '../src/platform/ids.ts';
 import { bet, deposit, idempotency, win } from '../src/modules/wallet/operations.ts';
 
-const adminUrl = process.env.TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const PLAYERS = Number(process.env.BENCH_PLAYERS ?? 2000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 256);
 
 const dbName = `pitboss_bench_ledger_${Date.now()}`;
-const admin = async (text: string) => {
-  const c = new pg.Client({ connectionString: adminUrl });
-  await c.connect();
-  await c.query(text);
-  await c.end();
-};
 await admin(`create database ${dbName}`);
-const url = new URL(adminUrl);
-url.pathname = `/${dbName}`;
-const runtime = await createRuntime(loadConfig({ ...process.env, DATABASE_URL: url.toString(), LOG_LEVEL: 'warn', LEDGER_VERIFY_SECONDS: '0' }));
+const runtime = await createRuntime(loadConfig({ ...process.env, DATABASE_URL: pgUrl(dbName), LOG_LEVEL: 'warn', LEDGER_VERIFY_SECONDS: '0' }));
 try {
   const { wallet } = runtime.wallet;
   await wallet.start();

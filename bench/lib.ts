@@ -1,8 +1,27 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { resolve } from 'node:path';
+import pg from 'pg';
 
 export const root = resolve(import.meta.dirname, '..');
+
+/** The PostgreSQL server the benchmarks use: a user that may create databases. */
+export const adminUrl = process.env.TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+/** The URL of database `db` on that server. */
+export const pgUrl = (db: string): string => {
+  const u = new URL(adminUrl);
+  u.pathname = `/${db}`;
+  return u.toString();
+};
+
+/** Runs one statement as the admin user (create or drop a bench database). */
+export async function adminQuery(text: string): Promise<void> {
+  const c = new pg.Client({ connectionString: adminUrl });
+  await c.connect();
+  await c.query(text);
+  await c.end();
+}
 
 export interface Started {
   child: ChildProcess;

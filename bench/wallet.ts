@@ -6,27 +6,14 @@ import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import pg from 'pg';
-import { call, fmt, load, root, startServer, type LoadResult } from './lib.ts';
+import { adminQuery, adminUrl, call, fmt, load, pgUrl, root, startServer, type LoadResult } from './lib.ts';
 
-const adminUrl = process.env.TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const PLAYERS = Number(process.env.BENCH_PLAYERS ?? 200);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64);
 const PROCESSES = Number(process.env.BENCH_PROCESSES ?? 1);
 const TARGET_RATE = Number(process.env.BENCH_RATE ?? 1000);
 
-const pgUrl = (db: string) => {
-  const u = new URL(adminUrl);
-  u.pathname = `/${db}`;
-  return u.toString();
-};
-async function adminQuery(text: string): Promise<void> {
-  const c = new pg.Client({ connectionString: adminUrl });
-  await c.connect();
-  await c.query(text);
-  await c.end();
-}
 
 const stamp = Date.now();
 const dbName = `pitboss_bench_wallet_${stamp}`;
