@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decodeJwt } from 'jose';
@@ -9,6 +8,7 @@ import { registration, startTestApp, type TestApp } from '../../../test/support/
 import { databaseKinds } from '../../../test/support/databases.ts';
 import { systemContext } from '../../platform/auth/principal.ts';
 import { Browser, formAction, freePort } from './browser.test-support.ts';
+import { base32Decode, stepNow, totpAt } from './mfa.test-support.ts';
 import { identityModule, type IdentityApi } from './index.ts';
 
 // Step-up (RFC 9470), sessions and devices, password change and reset, email change:
@@ -26,30 +26,6 @@ async function oauthError(promise: Promise<unknown>): Promise<string> {
     return error.error ?? String(e);
   }
   assert.fail('expected the request to fail');
-}
-
-function base32Decode(text: string): Buffer {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  const out: number[] = [];
-  let bits = 0;
-  let value = 0;
-  for (const c of text.replace(/=+$/, '').toUpperCase()) {
-    value = ((value << 5) | alphabet.indexOf(c)) & 0xffff;
-    bits += 5;
-    if (bits >= 8) {
-      out.push((value >>> (bits - 8)) & 0xff);
-      bits -= 8;
-    }
-  }
-  return Buffer.from(out);
-}
-
-function totpNow(key: Buffer): string {
-  const counter = Buffer.alloc(8);
-  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30_000)));
-  const mac = createHmac('sha1', key).update(counter).digest();
-  const offset = mac[mac.length - 1]! & 0x0f;
-  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).padStart(6, '0');
 }
 
 interface Player {
@@ -183,7 +159,7 @@ for (const { kind, skip } of await databaseKinds()) {
         const started = await h.call('POST', '/v1/identity/mfa/totp', tokens.access_token);
         assert.equal(started.status, 201, await started.clone().text());
         const key = base32Decode(((await started.json()) as { secret: string }).secret);
-        const confirmed = await h.call('POST', '/v1/identity/mfa/totp/confirm', tokens.access_token, { code: totpNow(key) });
+        const confirmed = await h.call('POST', '/v1/identity/mfa/totp/confirm', tokens.access_token, { code: totpAt(key, stepNow()) });
         assert.equal(confirmed.status, 200, await confirmed.clone().text());
         const recovery = ((await confirmed.json()) as { recoveryCodes: string[] }).recoveryCodes;
 

@@ -27,12 +27,13 @@ export function base32Decode(text: string): Buffer {
   return Buffer.from(out);
 }
 
-export function totpAt(key: Buffer, step: number): string {
+/** The RFC 6238 code of a time step (six digits unless told; the RFC's test vectors use eight). */
+export function totpAt(key: Buffer, step: number, digits = 6): string {
   const counter = Buffer.alloc(8);
   counter.writeBigUInt64BE(BigInt(step));
   const mac = createHmac('sha1', key).update(counter).digest();
   const offset = mac[mac.length - 1]! & 0x0f;
-  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).padStart(6, '0');
+  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 10 ** digits).padStart(digits, '0');
 }
 
 export const stepNow = (): number => Math.floor(Date.now() / 30_000);

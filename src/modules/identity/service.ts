@@ -86,15 +86,7 @@ export class IdentityService {
 
   /** A staff sign-in (a staff client's form): email and password, then TOTP, enrolled on the page the first time. */
   async signInStaff(ctx: RequestContext, clientId: string, email: string, password: string): Promise<SignInResult> {
-    const throttleKey = `staff:${email}`;
-    const lock = await this.#throttle.lockOf(throttleKey, ctx.sourceIp);
-    if (lock) return { outcome: 'locked', lock };
-    const check = await this.#accounts.checkStaffPassword(email, password);
-    if (check.outcome === 'signed_in') {
-      const next = await this.#afterPassword(check, 'staff', throttleKey);
-      if (next) return next;
-    }
-    return this.#finish(ctx, clientId, throttleKey, check, ACR.password, ['pwd']);
+    return this.#passwordStep(ctx, clientId, 'staff', `staff:${email}`, () => this.#accounts.checkStaffPassword(email, password));
   }
 
   /** The lock in force for a pending sign-in's account or source address, if any. */
@@ -140,14 +132,23 @@ export class IdentityService {
    * lock the login or the address past their thresholds.
    */
   async signIn(ctx: RequestContext, clientId: string, loginOrEmail: string, password: string): Promise<SignInResult> {
-    const lock = await this.#throttle.lockOf(loginOrEmail, ctx.sourceIp);
+    return this.#passwordStep(ctx, clientId, 'player', loginOrEmail, () => this.#accounts.checkPassword(loginOrEmail, password));
+  }
+
+  /**
+   * The password step of either kind of account, counted under `throttleKey`: a locked
+   * key or address is refused before the password is looked at; a right password goes on
+   * to the second factor (or its enrolment) when the account needs one.
+   */
+  async #passwordStep(ctx: RequestContext, clientId: string, kind: AccountKind, throttleKey: string, check: () => Promise<PasswordCheck>): Promise<SignInResult> {
+    const lock = await this.#throttle.lockOf(throttleKey, ctx.sourceIp);
     if (lock) return { outcome: 'locked', lock };
-    const check = await this.#accounts.checkPassword(loginOrEmail, password);
-    if (check.outcome === 'signed_in') {
-      const next = await this.#afterPassword(check, 'player', loginOrEmail);
+    const checked = await check();
+    if (checked.outcome === 'signed_in') {
+      const next = await this.#afterPassword(checked, kind, throttleKey);
       if (next) return next;
     }
-    return this.#finish(ctx, clientId, loginOrEmail, check, ACR.password, ['pwd']);
+    return this.#finish(ctx, clientId, throttleKey, checked, ACR.password, ['pwd']);
   }
 
   /**

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
@@ -9,36 +8,11 @@ import { registration, startTestApp, type TestApp } from '../../../test/support/
 import { databaseKinds } from '../../../test/support/databases.ts';
 import { systemContext } from '../../platform/auth/principal.ts';
 import { Browser, formAction, freePort } from './browser.test-support.ts';
+// RFC 6238 codes computed in the tests, independently of the server's library (otplib).
+import { base32Decode, totpAt } from './mfa.test-support.ts';
 import { identityModule, type IdentityApi } from './index.ts';
 
 const REDIRECT = 'https://game.casino.test/callback';
-
-// RFC 6238 codes computed here, independently of the server's library (otplib).
-function base32Decode(text: string): Buffer {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  const out: number[] = [];
-  let bits = 0;
-  let value = 0;
-  for (const c of text.replace(/=+$/, '').toUpperCase()) {
-    const index = alphabet.indexOf(c);
-    assert.ok(index >= 0, `not base32: ${c}`);
-    value = ((value << 5) | index) & 0xffff;
-    bits += 5;
-    if (bits >= 8) {
-      out.push((value >>> (bits - 8)) & 0xff);
-      bits -= 8;
-    }
-  }
-  return Buffer.from(out);
-}
-
-function totpAt(key: Buffer, step: number, digits = 6): string {
-  const counter = Buffer.alloc(8);
-  counter.writeBigUInt64BE(BigInt(step));
-  const mac = createHmac('sha1', key).update(counter).digest();
-  const offset = mac[mac.length - 1]! & 0x0f;
-  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 10 ** digits).padStart(digits, '0');
-}
 
 const stepNow = () => Math.floor(Date.now() / 30_000);
 

@@ -52,14 +52,19 @@ export const MAX_CREDENTIALS = 20;
 const base64url = Type.String({ pattern: '^[A-Za-z0-9_-]*$', maxLength: 20_000 });
 const credentialId = Type.String({ pattern: '^[A-Za-z0-9_-]+$', minLength: 16, maxLength: 1400 });
 
+/** The fields every PublicKeyCredential has as JSON, whatever the ceremony. */
+const credentialFields = {
+  id: credentialId,
+  rawId: credentialId,
+  type: Type.Literal('public-key'),
+  authenticatorAttachment: Type.Optional(Type.Union([Type.Enum(['platform', 'cross-platform']), Type.Null()])),
+  clientExtensionResults: Type.Record(Type.String(), Type.Unknown()),
+};
+
 /** A RegistrationResponseJSON (what `credential.toJSON()` gives after navigator.credentials.create). */
 export const RegistrationResponse = Type.Object(
   {
-    id: credentialId,
-    rawId: credentialId,
-    type: Type.Literal('public-key'),
-    authenticatorAttachment: Type.Optional(Type.Union([Type.Enum(['platform', 'cross-platform']), Type.Null()])),
-    clientExtensionResults: Type.Record(Type.String(), Type.Unknown()),
+    ...credentialFields,
     response: Type.Object({
       clientDataJSON: base64url,
       attestationObject: base64url,
@@ -74,11 +79,7 @@ export const RegistrationResponse = Type.Object(
 
 /** An AuthenticationResponseJSON (navigator.credentials.get's credential as JSON). */
 const AuthenticationResponse = Type.Object({
-  id: credentialId,
-  rawId: credentialId,
-  type: Type.Literal('public-key'),
-  authenticatorAttachment: Type.Optional(Type.Union([Type.Enum(['platform', 'cross-platform']), Type.Null()])),
-  clientExtensionResults: Type.Record(Type.String(), Type.Unknown()),
+  ...credentialFields,
   response: Type.Object({
     clientDataJSON: base64url,
     authenticatorData: base64url,

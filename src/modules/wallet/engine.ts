@@ -27,6 +27,12 @@ interface Pending {
 /** Commands name house accounts with this holder; the batch writer puts them on its own shard. */
 export const HOUSE = 'house';
 
+/** Maps a command's account to the one it posts to: `house` accounts on the lane's shard. */
+const onShard =
+  (house: string) =>
+  (key: AccountKey): AccountKey =>
+    key.holder === HOUSE ? { ...key, holder: house } : key;
+
 /** The holder id of house shard n. */
 export const houseHolder = (shard: number): string => `00000000-0000-0000-0000-${shard.toString(16).padStart(12, '0')}`;
 
@@ -232,7 +238,7 @@ export async function writeThroughLane(
  * needs no history (a rollback). A player's commands stay together, in order.
  */
 export function plannableFromCache(commands: readonly LedgerCommand[], cache: LaneCache, house: string): boolean[] {
-  const real = (key: AccountKey): AccountKey => (key.holder === HOUSE ? { ...key, holder: house } : key);
+  const real = onShard(house);
   const refused = new Set<string>();
   for (const c of commands) {
     if (refused.has(c.playerId)) continue;
@@ -324,7 +330,7 @@ function keysOf(commands: readonly LedgerCommand[]) {
  * processes do; the fast path (writeBatchFast) falls back to it. Exported for tests.
  */
 export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], walletTypes: readonly string[], house: string): Promise<BatchOutput> {
-  const real = (key: AccountKey): AccountKey => (key.holder === HOUSE ? { ...key, holder: house } : key);
+  const real = onShard(house);
   const results = commands.map((): CommandResult | undefined => undefined);
 
   // 1. Keys already answered: a replay gets the stored answer, the same key with another
@@ -450,16 +456,21 @@ export async function writeBatchFast(
   house: string,
   cache: LaneCache,
 ): Promise<BatchOutput | undefined> {
-  const real = (key: AccountKey): AccountKey => (key.holder === HOUSE ? { ...key, holder: house } : key);
+  const real = onShard(house);
   const results = commands.map((): CommandResult | undefined => undefined);
   const { firstIndex } = keysOf(commands);
   const accounts = new Map<string, AccountState>();
   const batchRefs = new Map<string, LedgerTransaction>();
+  const batchIds = new Set<string>();
+  const loaded = new Set<string>();
   try {
     for (const c of commands) {
-      const wallets = cache.wallets(c.playerId, c.currency);
-      if (!wallets) return undefined;
-      for (const state of wallets) accounts.set(accountId(state.key), state);
+      if (!loaded.has(`${c.playerId}|${c.currency}`)) {
+        const wallets = cache.wallets(c.playerId, c.currency);
+        if (!wallets) return undefined;
+        for (const state of wallets) accounts.set(accountId(state.key), state);
+        loaded.add(`${c.playerId}|${c.currency}`);
+      }
       for (const declared of c.accounts) {
         const a = real(declared);
         const id = accountId(a);
@@ -478,12 +489,13 @@ export async function writeBatchFast(
       },
       referencing: (player, id) => {
         // A bet written earlier in this batch has no history before it (planBatch adds the batch's own).
-        if ([...batchRefs.values()].some((t) => t.id === id)) return [];
+        if (batchIds.has(id)) return [];
         const children = cache.childrenOf(player, id);
         if (!children) throw new NeedsLockedPath(`transactions referring to ${id}`);
         return children;
       },
       onWritten: (tx) => {
+        batchIds.add(tx.id);
         if (tx.provider && tx.externalRef) batchRefs.set(refKey(tx.playerId, tx.provider, tx.externalRef), tx);
       },
     });
@@ -767,6 +779,12 @@ interface BetEntry {
   readonly children: LedgerTransaction[];
 }
 
+/** A player's cached bets, by provider reference and by transaction id. */
+interface PlayerBets {
+  readonly byRef: Map<string, BetEntry>;
+  readonly byId: Map<string, BetEntry>;
+}
+
 /** Bets remembered per player for the wins that name them. */
 const BETS_PER_PLAYER = 64;
 
@@ -780,7 +798,7 @@ const BETS_PER_PLAYER = 64;
 export class LaneCache {
   readonly #players: LRUCache<string, Map<string, AccountState>>;
   /** Per player: recent bets by provider reference, each with every transaction that refers to it. */
-  readonly #bets: LRUCache<string, Map<string, BetEntry>>;
+  readonly #bets: LRUCache<string, PlayerBets>;
   readonly #answers: LRUCache<string, { hash: string; outcome: Outcome }>;
   readonly #house = new Map<string, AccountState>();
   readonly #walletTypes: readonly string[];
@@ -816,24 +834,32 @@ export class LaneCache {
    * player's wallets, which the fast path's statement checks.
    */
   bet(playerId: string, provider: string, externalRef: string): LedgerTransaction | undefined {
-    const entry = this.#bets.get(playerId)?.get(`${provider}\u0000${externalRef}`);
+    const entry = this.#bets.get(playerId)?.byRef.get(`${provider}\u0000${externalRef}`);
     return entry && Object.values(entry.bet.split).some((v) => v !== 0n) ? entry.bet : undefined;
   }
 
   /** Every transaction that refers to a cached bet (wins, rollbacks), or undefined if the bet is not cached. */
   childrenOf(playerId: string, betId: string): readonly LedgerTransaction[] | undefined {
-    for (const entry of this.#bets.get(playerId)?.values() ?? []) if (entry.bet.id === betId) return entry.children;
-    return undefined;
+    return this.#bets.get(playerId)?.byId.get(betId)?.children;
   }
 
   #remember(bet: LedgerTransaction, children: readonly LedgerTransaction[]): void {
     let bets = this.#bets.get(bet.playerId);
     if (!bets) {
-      bets = new Map();
+      bets = { byRef: new Map(), byId: new Map() };
       this.#bets.set(bet.playerId, bets);
     }
-    bets.set(`${bet.provider}\u0000${bet.externalRef}`, { bet, children: [...children] });
-    if (bets.size > BETS_PER_PLAYER) bets.delete(bets.keys().next().value!);
+    const ref = `${bet.provider}\u0000${bet.externalRef}`;
+    const replaced = bets.byRef.get(ref);
+    if (replaced) bets.byId.delete(replaced.bet.id);
+    const entry = { bet, children: [...children] };
+    bets.byRef.set(ref, entry);
+    bets.byId.set(bet.id, entry);
+    if (bets.byRef.size > BETS_PER_PLAYER) {
+      const [oldest, evicted] = bets.byRef.entries().next().value!;
+      bets.byRef.delete(oldest);
+      bets.byId.delete(evicted.bet.id);
+    }
   }
 
   /** Whether an account is cached; name `*`: whether all of a player's wallets in the currency are. */
