@@ -36,7 +36,9 @@ export const randomPort = (): number => 20000 + Math.floor(Math.random() * 20000
 /** Starts `pitboss serve` as its own process (so the load generator does not share its event loop). */
 export async function startServer(env: Record<string, string>, port = randomPort()): Promise<Started> {
   const started = performance.now();
-  const child = spawn(process.execPath, [resolve(root, 'bin/pitboss.js'), 'serve'], {
+  // BENCH_SERVER_NODE_ARGS: extra Node flags for the server (e.g. --trace-gc), which NODE_OPTIONS may not carry.
+  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, resolve(root, 'bin/pitboss.js'), 'serve'], {
     env: { ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });

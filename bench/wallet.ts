@@ -13,6 +13,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64);
 const PROCESSES = Number(process.env.BENCH_PROCESSES ?? 1);
 const TARGET_RATE = Number(process.env.BENCH_RATE ?? 1000);
+const BALANCE_RATE = Number(process.env.BENCH_BALANCE_RATE ?? 50);
 
 
 const stamp = Date.now();
@@ -118,8 +119,7 @@ try {
     return r.win === null || !ok ? ok : send(r.win, url);
   };
   const summarize = (label: string, r: LoadResult, bets: number[]) => {
-    bets.sort((a, b) => a - b);
-    const pct = (p: number) => bets[Math.min(bets.length - 1, Math.floor((p / 100) * bets.length))] ?? 0;
+    const pct = percentiles(bets);
     const betsPerSecond = bets.length / r.seconds;
     console.log(
       `${label}: ${betsPerSecond.toFixed(0)} bets/s (${(calls / r.seconds).toFixed(0)} calls/s incl. wins, ${calls} calls, ${statusErrors} not RS_OK); bet latency p50 ${pct(50).toFixed(1)} ms, p95 ${pct(95).toFixed(1)} ms, p99 ${pct(99).toFixed(1)} ms`,
@@ -136,15 +136,32 @@ try {
   const peak = summarize(`saturation (${CONCURRENCY} callers, ${SECONDS}s)`, saturated, betLatencies);
   console.log(`  ledger batches: ${await batchStats(urls[0]!)}`);
 
-  // Open loop at a fixed rate of bets (wins ride along).
+  // Balance reads (REST, staff token).
+  const balanceLatencies: number[] = [];
+  const readBalance = async (i: number) => {
+    const t0 = performance.now();
+    const ok = (await call(`${urls[i % urls.length]}/v1/players/${players[(i * 7919) % players.length]!.id}/balance`, 'GET', undefined, staff)).status === 200;
+    balanceLatencies.push(performance.now() - t0);
+    return ok;
+  };
+
+  // Open loop at a fixed rate of bets (wins ride along), with balance reads at their own
+  // fixed rate beside them: the latency each sees at that load, queueing included.
   betLatencies.length = 0;
   statusErrors = 0;
   calls = 0;
-  const paced = await paced_run(TARGET_RATE, 10, fire);
+  const before = (await serverSide(urls[0]!)).buckets;
+  const [paced, pacedReads] = await Promise.all([paced_run(TARGET_RATE, 10, fire), paced_run(BALANCE_RATE, 10, readBalance)]);
   const atRate = summarize(`fixed rate ~${TARGET_RATE} bets/s (10s)`, paced, betLatencies);
+  const read = percentiles(balanceLatencies);
+  const reads = { p50: read(50), p95: read(95), p99: read(99) };
+  balanceLatencies.length = 0;
+  console.log(`  server side: ${(await serverSide(urls[0]!, before)).text}`);
+  console.log(
+    `  GET balance at ${BALANCE_RATE}/s beside them: ${pacedReads.requests} reads (${pacedReads.errors} errors), p50 ${reads.p50.toFixed(1)} ms, p95 ${reads.p95.toFixed(1)} ms, p99 ${reads.p99.toFixed(1)} ms (target < 5 ms)`,
+  );
 
-  // Balance reads (REST, staff token), on their own and while bets keep coming.
-  const readBalance = async (i: number) => (await call(`${urls[i % urls.length]}/v1/players/${players[(i * 7919) % players.length]!.id}/balance`, 'GET', undefined, staff)).status === 200;
+  // Closed loop: as many balance reads as 16 callers get, alone and while 32 callers bet.
   const balances = await load({ concurrency: 16, seconds: 5, next: readBalance });
   console.log(`GET /v1/players/{id}/balance (16 callers, 5s): ${fmt(balances)}`);
   const [underLoad] = await Promise.all([load({ concurrency: 8, seconds: 5, next: readBalance }), load({ concurrency: 32, seconds: 5, next: fire })]);
@@ -159,7 +176,7 @@ try {
   const tps = Number(/tps = ([\d.]+)/.exec(out)?.[1] ?? 'NaN');
   console.log(`pgbench -N (16 clients, ${SECONDS}s): ${tps.toFixed(0)} transactions/s`);
   console.log(`ratio bets/s : pgbench -N tps = ${(peak.betsPerSecond / tps).toFixed(2)}x (target >= 2.5x at p99 <= 50 ms; saturation p99 ${peak.p99.toFixed(1)} ms)`);
-  console.log(`at ~${TARGET_RATE} bets/s: p99 ${atRate.p99.toFixed(1)} ms (target <= 20 ms)`);
+  console.log(`at ~${TARGET_RATE} bets/s: p99 ${atRate.p99.toFixed(1)} ms (target <= 20 ms); balance reads beside them p99 ${reads.p99.toFixed(1)} ms (target < 5 ms)`);
 
   const check = cli(['ledger', 'verify']);
   console.log(`ledger verify after the run: ${check.split('\n')[0]}`);
@@ -167,6 +184,25 @@ try {
   for (const s of servers) await s.stop();
   await adminQuery(`drop database if exists ${dbName} with (force)`);
   await adminQuery(`drop database if exists ${pgbenchDb} with (force)`);
+}
+
+/**
+ * What the server itself saw since `before` (or since its start): how long the bet route
+ * took from request to response (a histogram, so the quantile is a bucket's upper
+ * bound) and its event loop's delay (prom-client resets that at each scrape).
+ */
+async function serverSide(url: string, before?: Map<string, number>): Promise<{ text: string; buckets: Map<string, number> }> {
+  const text = (await call(`${url}/metrics`, 'GET')).body;
+  const buckets = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('pitboss_http_request_duration_seconds_bucket{') || !line.includes('route="/providers/hub88/transaction/bet"') || !line.includes('status="200"')) continue;
+    const le = /le="([^"]+)"/.exec(line)![1]!;
+    buckets.set(le, Number(line.slice(line.lastIndexOf(' ') + 1)) - (before?.get(le) ?? 0));
+  }
+  const total = buckets.get('+Inf') ?? 0;
+  const quantile = (q: number) => [...buckets].find(([, n]) => n >= q * total)?.[0] ?? '?';
+  const lag = (name: string) => (1000 * Number(new RegExp(`^nodejs_eventloop_lag_${name}_seconds ([\\d.e+-]+)$`, 'm').exec(text)?.[1] ?? 'NaN')).toFixed(1);
+  return { text: `bet route p50 <= ${quantile(0.5)} s, p99 <= ${quantile(0.99)} s; event loop delay p50 ${lag('p50')} ms, p99 ${lag('p99')} ms, max ${lag('max')} ms`, buckets };
 }
 
 /** Mean batch size and duration from the server's own metrics (since it started). */
@@ -178,7 +214,13 @@ async function batchStats(url: string): Promise<string> {
   return `${batches} batches (${path('fast')} fast, ${path('locked')} locked), mean ${(value('pitboss_ledger_batch_size_sum') / batches).toFixed(1)} movements, mean ${((1000 * value('pitboss_ledger_batch_seconds_sum')) / batches).toFixed(1)} ms each`;
 }
 
-/** Starts rounds at a fixed rate (open loop) for `seconds`; latency includes any queueing. */
+/** The p-th percentile of a list of latencies (sorts it). */
+function percentiles(values: number[]): (p: number) => number {
+  values.sort((a, b) => a - b);
+  return (p) => values[Math.min(values.length - 1, Math.floor((p / 100) * values.length))] ?? 0;
+}
+
+/** Starts calls at a fixed rate (open loop) for `seconds`; latency includes any queueing. */
 async function paced_run(callsPerSecond: number, seconds: number, fire: (i: number) => Promise<boolean>): Promise<LoadResult> {
   const start = performance.now();
   const inflight: Promise<unknown>[] = [];

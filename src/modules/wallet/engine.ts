@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Logger } from 'pino';
-import type { Database, Trx } from '../../platform/db/database.ts';
+import { PREPARED, type Database, type Trx } from '../../platform/db/database.ts';
 import { LRUCache } from 'lru-cache';
 import { outboxInsert } from '../../platform/events/outbox.ts';
 import type { NewEvent } from '../../platform/events/types.ts';
@@ -36,6 +36,41 @@ const onShard =
 /** The holder id of house shard n. */
 export const houseHolder = (shard: number): string => `00000000-0000-0000-0000-${shard.toString(16).padStart(12, '0')}`;
 
+/** Advisory lock ids 7_345_000 + n: the process holding one posts to house shard n alone. */
+const HOUSE_SHARD_LOCK = 7_345_000;
+
+/**
+ * Claims one house shard per lane, each by a session advisory lock that no other process
+ * of the deployment can hold at the same time, so two processes never post the house
+ * side of their bets to the same rows. Shards are tried in a random order. When every
+ * shard is taken (more lanes in the deployment than WALLET_HOUSE_SHARDS), or the locks
+ * cannot be taken, a lane shares a random shard: still correct (row locks order the
+ * writers), only slower. If the lock connection drops, another process may later claim
+ * the same shard, with the same outcome.
+ */
+export async function claimHouseShards(database: Database, lanes: number, shards: number, logger: Logger): Promise<{ houses: string[]; release(): Promise<void> }> {
+  const locks = database.sessionLocks();
+  const order = Array.from({ length: shards }, (_, i) => i);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  const claimed: number[] = [];
+  try {
+    for (const shard of order) {
+      if (claimed.length === lanes) break;
+      if (await locks.tryLock(HOUSE_SHARD_LOCK + shard)) claimed.push(shard);
+    }
+  } catch (error) {
+    logger.warn({ err: error }, 'could not claim house shards; lanes share random ones');
+  }
+  if (claimed.length < lanes) {
+    logger.warn({ lanes, claimed: claimed.length, shards }, 'fewer free house shards than ledger lanes (raise WALLET_HOUSE_SHARDS); some lanes share a shard with another process');
+  }
+  const houses = Array.from({ length: lanes }, (_, i) => houseHolder(claimed[i] ?? order[i % order.length]!));
+  return { houses, release: () => locks.release() };
+}
+
 export interface EngineOptions {
   /** Most commands written in one database transaction. */
   maxBatch: number;
@@ -44,6 +79,8 @@ export interface EngineOptions {
   walletTypes: readonly string[];
   /** House shards in the deployment; each writer of each process uses one, so bets do not queue on one row. */
   houseShards: number;
+  /** The shard of each lane, claimed with claimHouseShards; without it, lanes take consecutive shards from a random one. */
+  houses?: readonly string[];
   logger: Logger;
   /** Called after a batch that wrote events commits (wakes the outbox relay). */
   onEvents: () => void;
@@ -88,9 +125,14 @@ export class LedgerEngine {
     this.#lanes = Array.from({ length: options.writers }, (_, i) => ({
       queue: [],
       busy: false,
-      house: houseHolder((base + i) % options.houseShards),
+      house: options.houses?.[i] ?? houseHolder((base + i) % options.houseShards),
       cache: options.cachedPlayers > 0 ? new LaneCache(options.walletTypes, options.cachedPlayers) : undefined,
     }));
+  }
+
+  /** Each lane's house shard holder. */
+  get houses(): string[] {
+    return this.#lanes.map((l) => l.house);
   }
 
   submit(command: LedgerCommand): Promise<CommandResult> {
@@ -108,31 +150,35 @@ export class LedgerEngine {
     if (lane.busy || lane.queue.length === 0) return;
     const batch = lane.queue.splice(0, this.#opts.maxBatch);
     lane.busy = true;
-    void this.#run(batch, lane).finally(() => {
-      lane.busy = false;
-      this.#pump(lane);
-    });
+    void this.#run(batch, lane);
   }
 
   async #run(batch: Pending[], lane: Lane): Promise<void> {
+    let settle = (): void => {};
     try {
       const results = await this.#write(batch.map((p) => p.command), lane);
-      batch.forEach((p, i) => p.resolve(results[i]!));
+      settle = () => batch.forEach((p, i) => p.resolve(results[i]!));
     } catch (error) {
       if (batch.length === 1) {
         batch[0]!.reject(error);
-        return;
-      }
-      // One bad command must not fail its neighbours: retry each alone.
-      this.#opts.logger.warn({ err: error, size: batch.length }, 'ledger batch failed; retrying its commands one by one');
-      for (const p of batch) {
-        try {
-          p.resolve((await this.#write([p.command], lane))[0]!);
-        } catch (single) {
-          p.reject(single);
+      } else {
+        // One bad command must not fail its neighbours: retry each alone.
+        this.#opts.logger.warn({ err: error, size: batch.length }, 'ledger batch failed; retrying its commands one by one');
+        for (const p of batch) {
+          try {
+            p.resolve((await this.#write([p.command], lane))[0]!);
+          } catch (single) {
+            p.reject(single);
+          }
         }
       }
+    } finally {
+      // The next batch goes to the database before this one's callers hear back, so
+      // answering them (HTTP responses) overlaps with its write instead of delaying it.
+      lane.busy = false;
+      this.#pump(lane);
     }
+    settle();
   }
 
   /** Waits for queued and in-flight batches, then refuses new commands. */
@@ -722,7 +768,7 @@ function planBatch(
 function batchStatement(plan: PlannedBatch, guarded: readonly AccountState[], at: Date) {
   const { txRows, postingRows, changed, answers, closedKeys } = plan;
   const stamp = at.toISOString();
-  return sql<{ ok: boolean }>`
+  return sql<{ ok: boolean }>`${sql.raw(PREPARED)}
     with new_transactions as (
       insert into wallet.transactions (player_id, id, type, currency, amount, split, round_id, provider, external_ref, reference_id, idempotency_scope, idempotency_key, meta, created_at)
       select * from unnest(

@@ -9,6 +9,8 @@ import { deposit, idempotency, transfer } from './operations.ts';
 import type { WalletService } from './service.ts';
 import type { CommandResult, LedgerCommand, Outcome } from './types.ts';
 import { verifyLedger } from './verify.ts';
+import { claimHouseShards, houseHolder } from './engine.ts';
+import { pino } from 'pino';
 
 // A bank workload in the manner of Jepsen's: a few players, many concurrent money
 // movements with replays and key conflicts, then invariants that must hold whatever
@@ -409,6 +411,29 @@ for (const { kind, skip } of await databaseKinds()) {
       assert.ok(fast > all / 2, `most commands took the fast path (${fast} of ${all})`);
     });
 
+    it('house shards: claims by different processes never overlap; with none free, lanes share one', { skip: kind === 'pglite' ? 'PGlite is one process' : false }, async () => {
+      const database = app.server.runtime.database;
+      const quiet = pino({ level: 'silent' });
+      const first = await claimHouseShards(database, 2, 16, quiet);
+      const second = await claimHouseShards(database, 2, 16, quiet);
+      try {
+        const taken = [...wallet.engine.houses, ...first.houses, ...second.houses];
+        assert.equal(new Set(taken).size, taken.length, 'no shard is claimed twice while its holder lives');
+        // More lanes than free shards: every lane still gets a valid shard, some shared.
+        const crowd = await claimHouseShards(database, 20, 16, quiet);
+        assert.equal(crowd.houses.length, 20);
+        assert.ok(crowd.houses.every((h) => Array.from({ length: 16 }, (_, i) => houseHolder(i)).includes(h)));
+        await crowd.release();
+      } finally {
+        await first.release();
+        await second.release();
+      }
+      // Released shards are free again.
+      const again = await claimHouseShards(database, 2, 16, quiet);
+      assert.equal(new Set([...again.houses, ...wallet.engine.houses]).size, 3);
+      await again.release();
+    });
+
     it(`two processes on one database place bets for the same players and the ledger still verifies`, { skip: kind === 'pglite' ? 'PGlite is one process' : false }, async () => {
       const second: Server = await createServer(await createRuntime(testConfig(app.db)));
       try {
@@ -419,6 +444,9 @@ for (const { kind, skip } of await databaseKinds()) {
         assert.ok(second.runtime.wallet.wallet.engine.written > 0 && wallet.engine.written > 0, 'both processes wrote');
         const shards = await sql<{ n: bigint }>`select count(distinct holder)::int8 as n from wallet.accounts where kind = 'house' and name = ${`game:${PROVIDER}`}`.execute(app.server.runtime.database.db);
         assert.ok(shards.rows[0]!.n >= 2n, 'bets spread over house shards');
+        // Each process claimed its lanes' shards: no shard is shared between the two.
+        const lanes = [...wallet.engine.houses, ...second.runtime.wallet.wallet.engine.houses];
+        assert.equal(new Set(lanes).size, lanes.length, `every lane of both processes has its own house shard (${lanes.join(', ')})`);
         // Game play on the same players from both processes: each one's lane cache goes
         // stale whenever the other moves the money, and the statement's checks catch it.
         const others = await registerPlayers(app, 6);

@@ -7,7 +7,7 @@ import type { Kernel } from '../../platform/module.ts';
 import { cached } from '../../platform/cache/cache.ts';
 import { exponentOf, formatAmount, MoneyFormatError, parseAmount } from '../../platform/money.ts';
 import type { PlayerService } from '../players/index.ts';
-import { LedgerEngine } from './engine.ts';
+import { claimHouseShards, LedgerEngine } from './engine.ts';
 import { fail, type WalletErrorCode } from './errors.ts';
 import { bet, idempotency, rollback, win } from './operations.ts';
 import { listTransactions, playerAccounts, walletTypes, type TransactionFilter, type WalletTables } from './store.ts';
@@ -46,6 +46,7 @@ export class WalletService {
   #spendOrder: string[] = ['real', 'bonus'];
   #walletNames: string[] = ['real', 'bonus', 'freespins', 'tournament'];
   #engine: LedgerEngine | undefined;
+  #releaseShards: () => Promise<void> = async () => {};
 
   constructor(kernel: Kernel, players: PlayerService) {
     this.#kernel = kernel;
@@ -103,7 +104,10 @@ export class WalletService {
       labelNames: ['path'],
       registers: [metrics.registry],
     });
+    const shards = await claimHouseShards(this.#kernel.database, config.walletWriters, config.walletHouseShards, logger);
+    this.#releaseShards = () => shards.release();
     this.#engine = new LedgerEngine(this.#kernel.database, {
+      houses: shards.houses,
       observe: (size, seconds, path) => {
         sizes.observe(size);
         durations.observe(seconds);
@@ -121,6 +125,7 @@ export class WalletService {
 
   async stop(): Promise<void> {
     await this.#engine?.close();
+    await this.#releaseShards();
   }
 
   addGate(gate: PlayerGate): void {

@@ -109,6 +109,15 @@ for (const { kind, skip } of await databaseKinds()) {
       assert.equal((await tokens.verify(await forge(valid({ exp: now() - 2 })))).kind, 'staff');
     });
 
+    it('a token verified before is refused once it expires (verified tokens are remembered only until then)', async () => {
+      const exp = now() - 3;
+      const token = await forge(valid({ exp }));
+      assert.equal((await tokens.verify(token)).kind, 'staff', 'within the clock tolerance');
+      assert.equal((await tokens.verify(token)).kind, 'staff', 'again, as remembered');
+      await sleep((exp + 5) * 1000 - Date.now() + 150);
+      await assertUnauthenticated(tokens.verify(token), /expired/);
+    });
+
     it('refuses a wrong issuer, a wrong audience, and missing required claims', async () => {
       await assertUnauthenticated(tokens.verify(await forge(valid({ iss: 'https://evil.test' }))), /iss claim/);
       await assertUnauthenticated(tokens.verify(await forge(valid({ aud: 'another-api' }))), /aud claim/);

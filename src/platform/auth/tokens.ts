@@ -1,4 +1,5 @@
 import { errors as joseErrors, jwtVerify, SignJWT, decodeProtectedHeader } from 'jose';
+import { LRUCache } from 'lru-cache';
 import { platformErrors } from '../errors.ts';
 import { type KeyStore, SIGNING_ALG } from './keys.ts';
 import type { Authentication, Principal } from './principal.ts';
@@ -17,11 +18,20 @@ export type TokenSubject =
  * audience and lifetime with a small clock tolerance. Besides its own issuer it trusts
  * the configured OpenID Connect provider's, which signs with the same keys.
  */
+const CLOCK_TOLERANCE_SECONDS = 5;
+
 export class TokenService {
   readonly #keys: KeyStore;
   readonly #issuer: string;
   readonly #defaultTtl: number;
   readonly #issuers: string[];
+  /**
+   * Tokens verified lately, by their exact text, until they expire: a caller sends the
+   * same token on every call, and the ES256 check (a WebCrypto job per request) was most
+   * of a balance read's CPU. A hit still needs its signing key alive, so a revoked key
+   * ends its tokens at once.
+   */
+  readonly #verified = new LRUCache<string, { principal: Principal; kid: string; expiresAtMs: number }>({ max: 10_000 });
 
   constructor(keys: KeyStore, issuer: string, defaultTtlSeconds: number, options: { trustedIssuers?: readonly string[] } = {}) {
     this.#keys = keys;
@@ -58,6 +68,15 @@ export class TokenService {
 
   /** Verifies a bearer token into a principal; any defect is UNAUTHENTICATED. */
   async verify(token: string): Promise<Principal> {
+    const hit = this.#verified.get(token);
+    if (hit) {
+      if (Date.now() < hit.expiresAtMs && (await this.#keys.publicKey(hit.kid))) return hit.principal;
+      this.#verified.delete(token);
+    }
+    return this.#verifyAnew(token);
+  }
+
+  async #verifyAnew(token: string): Promise<Principal> {
     const unauthenticated = (detail: string) => platformErrors('UNAUTHENTICATED', { detail });
     let kid: string | undefined;
     try {
@@ -77,22 +96,29 @@ export class TokenService {
         issuer: this.#issuers,
         audience: ACCESS_TOKEN_AUDIENCE,
         typ: 'at+jwt',
-        clockTolerance: 5,
+        clockTolerance: CLOCK_TOLERANCE_SECONDS,
         requiredClaims: ['sub', 'exp', 'iat'],
       });
       const sub = payload.sub!;
       const perms = Array.isArray(payload.perm) ? new Set(payload.perm.filter((p): p is string => typeof p === 'string')) : new Set<string>();
       const auth = authenticationOf(payload);
+      let principal: Principal;
       switch (payload.kind) {
         case 'player':
-          return { kind: 'player', id: sub, ...auth };
+          principal = { kind: 'player', id: sub, ...auth };
+          break;
         case 'staff':
-          return { kind: 'staff', id: sub, permissions: perms, ...auth };
+          principal = { kind: 'staff', id: sub, permissions: perms, ...auth };
+          break;
         case 'service':
-          return { kind: 'service', id: sub, permissions: perms, ...auth };
+          principal = { kind: 'service', id: sub, permissions: perms, ...auth };
+          break;
         default:
           throw unauthenticated('The token names no known principal kind.');
       }
+      // As jwtVerify judges expiry: exp plus the same clock tolerance.
+      this.#verified.set(token, { principal, kid, expiresAtMs: payload.exp! * 1000 + CLOCK_TOLERANCE_SECONDS * 1000 });
+      return principal;
     } catch (error) {
       if (error instanceof Error && error.name === 'DomainError') throw error;
       if (error instanceof joseErrors.JWTExpired) throw unauthenticated('The token has expired.');

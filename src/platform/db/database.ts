@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
@@ -22,7 +23,20 @@ export interface Database {
    * advisory lock on its own connection); with PGlite this process is the only one.
    */
   leaderLock(lockId: number): LeaderLock;
+  /**
+   * Several session advisory locks on one connection of their own, tried without waiting
+   * (claiming a share of something, e.g. a house shard, that no other process may use).
+   * With PGlite every lock is granted: this process is the only one.
+   */
+  sessionLocks(): SessionLocks;
   close(): Promise<void>;
+}
+
+export interface SessionLocks {
+  /** Takes the lock if no other session holds it; false if one does. Throws if the database is unreachable. */
+  tryLock(lockId: number): Promise<boolean>;
+  /** Releases every lock (closes the connection). */
+  release(): Promise<void>;
 }
 
 export interface LeaderLock {
@@ -32,6 +46,29 @@ export interface LeaderLock {
 }
 
 const soleProcessLock: LeaderLock = { held: async () => true, release: async () => {} };
+const soleProcessLocks: SessionLocks = { tryLock: async () => true, release: async () => {} };
+
+function sessionLocks(url: string): SessionLocks {
+  let client: Promise<pg.Client> | undefined;
+  return {
+    async tryLock(lockId) {
+      client ??= (async () => {
+        const c = new pg.Client({ connectionString: url });
+        // A dropped connection ends its locks; PostgreSQL frees them, nothing to do here.
+        c.on('error', () => {});
+        await c.connect();
+        return c;
+      })();
+      const r = await (await client).query<{ locked: boolean }>('select pg_try_advisory_lock($1) as locked', [lockId]);
+      return r.rows[0]?.locked === true;
+    },
+    async release() {
+      const c = client;
+      client = undefined;
+      await (await c?.catch(() => undefined))?.end().catch(() => {});
+    },
+  };
+}
 
 function sessionLock(url: string, lockId: number): LeaderLock {
   let client: pg.Client | undefined;
@@ -76,6 +113,35 @@ const DATE = 1082;
 const parseInt8 = (value: string): bigint => BigInt(value);
 const keepText = (value: string): string => value;
 
+/**
+ * Marks a hot statement whose text never changes (its values are all parameters): on
+ * PostgreSQL each connection prepares it once under a name derived from its text, so
+ * later executions skip parsing and planning. Write it at the start of the SQL text.
+ */
+export const PREPARED = '/* prepared */';
+
+const statementNames = new Map<string, string>();
+const statementName = (text: string): string => {
+  let name = statementNames.get(text);
+  if (!name) {
+    name = `p_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;
+    statementNames.set(text, name);
+  }
+  return name;
+};
+
+/** A pg client that runs statements marked PREPARED as named prepared statements (pg keeps them per connection). */
+class PreparingClient extends pg.Client {
+  override query(...args: unknown[]): never {
+    const [text, values, callback] = args;
+    if (typeof text === 'string' && text.startsWith(PREPARED)) {
+      const config = { name: statementName(text), text, values: values as unknown[] };
+      return (super.query as (...a: unknown[]) => never)(config, callback);
+    }
+    return (super.query as (...a: unknown[]) => never)(...args);
+  }
+}
+
 function pgPool(url: string, max: number): pg.Pool {
   const types = {
     getTypeParser: (oid: number, format?: 'text' | 'binary'): ((value: string) => unknown) => {
@@ -84,7 +150,7 @@ function pgPool(url: string, max: number): pg.Pool {
       return pg.types.getTypeParser(oid, format ?? 'text') as (value: string) => unknown;
     },
   };
-  return new pg.Pool({ connectionString: url, max, types: types });
+  return new pg.Pool({ connectionString: url, max, types: types, Client: PreparingClient });
 }
 
 export async function openDatabase(config: Pick<Config, 'databaseUrl' | 'databaseReadUrl' | 'databasePoolSize' | 'dataDir'>): Promise<Database> {
@@ -101,6 +167,7 @@ export async function openDatabase(config: Pick<Config, 'databaseUrl' | 'databas
         await sql`select 1`.execute(primary);
       },
       leaderLock: (lockId) => sessionLock(config.databaseUrl!, lockId),
+      sessionLocks: () => sessionLocks(config.databaseUrl!),
       close: async () => {
         await primary.destroy();
         await replica?.destroy();
@@ -131,6 +198,7 @@ export async function openDatabase(config: Pick<Config, 'databaseUrl' | 'databas
       await sql`select 1`.execute(db);
     },
     leaderLock: () => soleProcessLock,
+    sessionLocks: () => soleProcessLocks,
     close: async () => {
       await db.destroy();
       // Kysely closes PGlite only if it ever ran a query; close it either way.

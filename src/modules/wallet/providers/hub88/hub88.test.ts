@@ -13,6 +13,7 @@ import type { WalletService } from '../../service.ts';
 import { deposit, idempotency, transfer } from '../../operations.ts';
 import { verifyLedger } from '../../verify.ts';
 import { hub88Call, hub88Provider, hub88ToMinor, minorToHub88, signHub88 } from './index.ts';
+import { parseRequest } from './protocol.ts';
 
 const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const publicPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
@@ -35,6 +36,37 @@ describe('Hub88 amounts', () => {
     assert.equal(minorToHub88(1250n, 'EUR'), 1_250_000n);
     assert.equal(minorToHub88(500n, 'JPY'), 50_000_000n);
     assert.equal(hub88ToMinor(2n ** 70n * 1000n, 'EUR'), null, 'beyond int8 is refused');
+  });
+});
+
+describe('Hub88 request parsing', () => {
+  const bet = { user: 'u', transaction_uuid: 't', token: 'k', request_uuid: 'r', game_code: 'g', currency: 'EUR' };
+  const parse = (text: string) => parseRequest('bet', Buffer.from(text));
+  it('reads the top-level amount exactly, beyond 2^53 too, and leaves an amount inside meta as it was sent', () => {
+    const exact = (text: string) => {
+      const r = parse(text);
+      if (!r.ok) assert.fail(`refused: ${r.reply.status}`);
+      return r.value;
+    };
+    assert.equal(exact(JSON.stringify({ ...bet, amount: 150_000 })).amount, 150_000n);
+    // 2^53 + 1 is not a double: it must come from the source text, whatever else the body holds.
+    const big = '9007199254740993';
+    for (const text of [
+      `{"user":"u","transaction_uuid":"t","token":"k","request_uuid":"r","game_code":"g","currency":"EUR","amount":${big},"meta":{"amount":7}}`,
+      `{"meta":{"amount":5, "deep": {"amount": 1}},"user":"u","transaction_uuid":"t","token":"k","request_uuid":"r","game_code":"g","currency":"EUR","amount":${big}}`,
+    ]) {
+      const value = exact(text);
+      assert.equal(value.amount, 9_007_199_254_740_993n);
+      assert.equal(typeof (value.meta as { amount: unknown }).amount, 'number', 'meta keeps plain JSON values (it is stored as JSON)');
+      assert.doesNotThrow(() => JSON.stringify(value.meta));
+    }
+    assert.equal(exact(JSON.stringify({ ...bet, amount: 5, meta: { amount: 2 ** 60 } })).amount, 5n);
+  });
+  it('a fractional, negative, exponent-written huge or string amount is RS_ERROR_WRONG_TYPES', () => {
+    for (const amount of ['1.5', '-100', '1e20', '"100"', '12345678901234567890.5']) {
+      const r = parse(`{"user":"u","transaction_uuid":"t","token":"k","request_uuid":"r","game_code":"g","currency":"EUR","amount":${amount}}`);
+      assert.ok(!r.ok && r.reply.status === 'RS_ERROR_WRONG_TYPES', `${amount}: ${JSON.stringify(r)}`);
+    }
   });
 });
 

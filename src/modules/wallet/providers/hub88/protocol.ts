@@ -67,11 +67,23 @@ class JsonInteger {
   }
 }
 
-function reviver(key: string, value: unknown, context?: { source?: string }): unknown {
-  if (key !== 'amount' || typeof value !== 'number') return value;
-  const source = context?.source;
-  if (source !== undefined && /^-?\d+$/.test(source)) return new JsonInteger(BigInt(source));
-  return new JsonInteger(Number.isSafeInteger(value) ? BigInt(value) : null);
+/**
+ * The top-level `amount` exactly: a safe integer as parsed; beyond 2^53 from its source
+ * text (JSON.parse's reviver context), which only such a body pays for. An `amount`
+ * nested in another field (meta) stays as parsed.
+ */
+function exactAmount(text: string, root: Record<string, unknown>): unknown {
+  const value = root.amount;
+  if (typeof value !== 'number') return value;
+  if (Number.isSafeInteger(value)) return new JsonInteger(BigInt(value));
+  const sources = new Map<object, string>();
+  // The reviver sees each object as it is built, the root among them, and JSON.parse returns that very root.
+  const reparsed = JSON.parse(text, function (this: object, key: string, v: unknown, context?: { source?: string }) {
+    if (key === 'amount' && context?.source !== undefined) sources.set(this, context.source);
+    return v;
+  }) as object;
+  const source = sources.get(reparsed);
+  return new JsonInteger(source !== undefined && /^-?\d+$/.test(source) ? BigInt(source) : null);
 }
 
 type FieldType = 'string' | 'boolean' | 'amount' | 'object';
@@ -162,13 +174,15 @@ export type ParseResult<T> = { readonly ok: true; readonly value: T } | { readon
  */
 export function parseRequest<E extends Endpoint>(endpoint: E, body: Buffer): ParseResult<Parsed<(typeof SPECS)[E]>> {
   let json: unknown;
+  const text = body.toString('utf8');
   try {
-    json = JSON.parse(body.toString('utf8'), reviver);
+    json = JSON.parse(text);
   } catch {
     return { ok: false, reply: { status: 'RS_ERROR_WRONG_SYNTAX' } };
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) return { ok: false, reply: { status: 'RS_ERROR_WRONG_SYNTAX' } };
   const input = json as Record<string, unknown>;
+  if ('amount' in input) input.amount = exactAmount(text, input);
   const echo = { request_uuid: typeof input.request_uuid === 'string' ? input.request_uuid : undefined, user: typeof input.user === 'string' ? input.user : undefined };
   const spec: Spec = SPECS[endpoint];
   const out: Record<string, unknown> = {};

@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { sql } from 'kysely';
+import { createTestDatabase, databaseKinds, type TestDatabase } from '../../../test/support/databases.ts';
+import { loadConfig } from '../config.ts';
+import { openDatabase, PREPARED, type Database } from './database.ts';
+
+for (const { kind, skip } of await databaseKinds()) {
+  describe(`database (${kind})`, { skip }, () => {
+    let tdb: TestDatabase;
+    let database: Database;
+    before(async () => {
+      tdb = await createTestDatabase(kind);
+      database = await openDatabase({ ...loadConfig(tdb.env), databasePoolSize: 1 });
+    });
+    after(async () => {
+      await database?.close();
+      await tdb?.drop();
+    });
+
+    it('runs a statement marked PREPARED with its parameters, prepared once per connection on PostgreSQL', async () => {
+      const statement = (n: number, label: string) => sql<{ doubled: number; label: string }>`${sql.raw(PREPARED)} select ${n}::int4 * 2 as doubled, ${label}::text as label`;
+      for (const [n, label] of [[1, 'a'], [21, 'b'], [5, "it's"]] as const) {
+        const r = await statement(n, label).execute(database.db);
+        assert.deepEqual(r.rows, [{ doubled: n * 2, label }]);
+      }
+      if (kind === 'postgres') {
+        // One pooled connection: the statement was prepared on it once, under one name.
+        const prepared = await sql<{ name: string; statement: string }>`select name, statement from pg_prepared_statements`.execute(database.db);
+        const ours = prepared.rows.filter((p) => p.statement.startsWith(PREPARED));
+        assert.equal(ours.length, 1, 'prepared once, then reused');
+        assert.match(ours[0]!.name, /^p_[0-9a-f]{24}$/);
+        // Unmarked statements stay unnamed.
+        assert.ok(prepared.rows.every((p) => p.statement.startsWith(PREPARED)));
+      }
+      // A failing marked statement fails alone; the connection goes on.
+      await assert.rejects(sql`${sql.raw(PREPARED)} select 1 / ${0}::int4`.execute(database.db), /division by zero/);
+      assert.deepEqual((await statement(3, 'c').execute(database.db)).rows, [{ doubled: 6, label: 'c' }]);
+    });
+
+    it('session locks: one holder at a time across connections, released with their connection', async () => {
+      const first = database.sessionLocks();
+      const second = database.sessionLocks();
+      try {
+        assert.equal(await first.tryLock(7_399_001), true);
+        assert.equal(await first.tryLock(7_399_002), true);
+        // PGlite is one process: every lock is granted there.
+        assert.equal(await second.tryLock(7_399_001), kind === 'pglite');
+        await first.release();
+        assert.equal(await second.tryLock(7_399_001), true, 'released with the first connection');
+        assert.equal(await second.tryLock(7_399_002), true);
+      } finally {
+        await first.release();
+        await second.release();
+      }
+    });
+  });
+}
