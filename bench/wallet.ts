@@ -64,7 +64,7 @@ try {
   // Game rounds: a bet, and every other round a win that names it (sent after the bet's answer).
   const ROUNDS = Math.ceil((SECONDS + 12) * Number(process.env.BENCH_EXPECTED_BETS_PER_SECOND ?? 3000));
   const bodies: { path: string; body: string; kind: 'bet' | 'win' }[] = [];
-  const rounds: { bet: number; win: number | null }[] = [];
+  const rounds: { bet: number; win: number | null; player: number }[] = [];
   for (let i = 0; i < ROUNDS; i++) {
     const p = players[i % players.length]!;
     const round = `round-${i}`;
@@ -75,7 +75,7 @@ try {
     if (i % 2 === 0) {
       winIndex = bodies.push({ path: 'transaction/win', kind: 'win', body: JSON.stringify({ ...base, request_uuid: randomUUID(), transaction_uuid: randomUUID(), reference_transaction_uuid: betId, amount: 150_000, round_closed: true }) }) - 1;
     }
-    rounds.push({ bet: betIndex, win: winIndex });
+    rounds.push({ bet: betIndex, win: winIndex, player: i % players.length });
   }
   const signStart = performance.now();
   const chunks = 2;
@@ -111,10 +111,12 @@ try {
     return ok;
   };
   /** One game round: its bet, then its win once the bet is answered. */
-  const fire = async (i: number): Promise<boolean> => {
+  const fire = async (): Promise<boolean> => {
     const r = rounds[next++];
     if (!r) throw new Error('the bench ran out of pre-signed rounds: raise BENCH_EXPECTED_BETS_PER_SECOND');
-    const url = urls[i % urls.length]!;
+    // With several server processes, each player's calls go to one of them (as a load
+    // balancer routing by player would), so its lane cache stays the one that is right.
+    const url = urls[r.player % urls.length]!;
     const ok = await send(r.bet, url);
     return r.win === null || !ok ? ok : send(r.win, url);
   };
@@ -127,15 +129,6 @@ try {
     return { betsPerSecond, p99: pct(99) };
   };
 
-  // Warm-up, then the saturation run.
-  await load({ concurrency: 16, seconds: 2, next: fire });
-  betLatencies.length = 0;
-  statusErrors = 0;
-  calls = 0;
-  const saturated = await load({ concurrency: CONCURRENCY, seconds: SECONDS, next: fire });
-  const peak = summarize(`saturation (${CONCURRENCY} callers, ${SECONDS}s)`, saturated, betLatencies);
-  console.log(`  ledger batches: ${await batchStats(urls[0]!)}`);
-
   // Balance reads (REST, staff token).
   const balanceLatencies: number[] = [];
   const readBalance = async (i: number) => {
@@ -144,6 +137,20 @@ try {
     balanceLatencies.push(performance.now() - t0);
     return ok;
   };
+
+  // One reader on a quiet server: the read's own latency, without any queueing.
+  const quiet = await load({ concurrency: 1, seconds: 2, next: readBalance });
+  balanceLatencies.length = 0;
+  console.log(`GET /v1/players/{id}/balance, one caller, quiet server (2s): ${fmt(quiet)}`);
+
+  // Warm-up, then the saturation run.
+  await load({ concurrency: 16, seconds: 2, next: fire });
+  betLatencies.length = 0;
+  statusErrors = 0;
+  calls = 0;
+  const saturated = await load({ concurrency: CONCURRENCY, seconds: SECONDS, next: fire });
+  const peak = summarize(`saturation (${CONCURRENCY} callers, ${SECONDS}s)`, saturated, betLatencies);
+  console.log(`  ledger batches: ${await batchStats(urls[0]!)}`);
 
   // Open loop at a fixed rate of bets (wins ride along), with balance reads at their own
   // fixed rate beside them: the latency each sees at that load, queueing included.
