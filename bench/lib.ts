@@ -16,11 +16,20 @@ export const pgUrl = (db: string): string => {
 };
 
 /** Runs one statement as the admin user (create or drop a bench database). */
-export async function adminQuery(text: string): Promise<void> {
+export async function adminQuery<R extends Record<string, unknown> = Record<string, unknown>>(text: string): Promise<R[]> {
   const c = new pg.Client({ connectionString: adminUrl });
   await c.connect();
-  await c.query(text);
-  await c.end();
+  try {
+    return (await c.query<R>(text)).rows;
+  } finally {
+    await c.end();
+  }
+}
+
+/** Checkpoints the PostgreSQL server has run so far: one during a timed run stalls writes for a while. */
+export async function checkpoints(): Promise<number> {
+  const [row] = await adminQuery<{ n: string }>('select (checkpoints_timed + checkpoints_req)::text as n from pg_stat_bgwriter');
+  return Number(row?.n ?? 0);
 }
 
 export interface Started {

@@ -6,7 +6,7 @@ import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { adminQuery, adminUrl, call, fmt, load, pgUrl, root, startServer, type LoadResult } from './lib.ts';
+import { adminQuery, adminUrl, call, checkpoints, fmt, load, pgUrl, root, startServer, type LoadResult } from './lib.ts';
 
 const PLAYERS = Number(process.env.BENCH_PLAYERS ?? 200);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
@@ -148,9 +148,10 @@ try {
   betLatencies.length = 0;
   statusErrors = 0;
   calls = 0;
+  const checkpointsBefore = await checkpoints();
   const saturated = await load({ concurrency: CONCURRENCY, seconds: SECONDS, next: fire });
   const peak = summarize(`saturation (${CONCURRENCY} callers, ${SECONDS}s)`, saturated, betLatencies);
-  console.log(`  ledger batches: ${await batchStats(urls[0]!)}`);
+  console.log(`  ledger batches: ${await batchStats(urls[0]!)}; PostgreSQL checkpoints during the run: ${(await checkpoints()) - checkpointsBefore}`);
 
   // Open loop at a fixed rate of bets (wins ride along), with balance reads at their own
   // fixed rate beside them: the latency each sees at that load, queueing included.
@@ -158,12 +159,13 @@ try {
   statusErrors = 0;
   calls = 0;
   const before = (await serverSide(urls[0]!)).buckets;
+  const checkpointsBeforeRate = await checkpoints();
   const [paced, pacedReads] = await Promise.all([paced_run(TARGET_RATE, 10, fire), paced_run(BALANCE_RATE, 10, readBalance)]);
   const atRate = summarize(`fixed rate ~${TARGET_RATE} bets/s (10s)`, paced, betLatencies);
   const read = percentiles(balanceLatencies);
   const reads = { p50: read(50), p95: read(95), p99: read(99) };
   balanceLatencies.length = 0;
-  console.log(`  server side: ${(await serverSide(urls[0]!, before)).text}`);
+  console.log(`  server side: ${(await serverSide(urls[0]!, before)).text}; PostgreSQL checkpoints during the run: ${(await checkpoints()) - checkpointsBeforeRate}`);
   console.log(
     `  GET balance at ${BALANCE_RATE}/s beside them: ${pacedReads.requests} reads (${pacedReads.errors} errors), p50 ${reads.p50.toFixed(1)} ms, p95 ${reads.p95.toFixed(1)} ms, p99 ${reads.p99.toFixed(1)} ms (target < 5 ms)`,
   );

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import canonicalize from 'canonicalize';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { sql } from 'kysely';
@@ -78,6 +80,35 @@ const betSplitArb = fc
   .record({ real: money(5_000n), bonus: money(5_000n) })
   .filter((s) => s.real + s.bonus > 0n)
   .map((s) => Object.fromEntries(Object.entries(s).filter(([, v]) => v > 0n).map(([w, v]) => [w, -v])) as Record<string, bigint>);
+
+
+describe('requestHash', () => {
+  // What it computed before it stopped writing and re-reading JSON: stored keys keep matching their replays.
+  const roundTrip = (request: unknown) =>
+    createHash('sha256')
+      .update(canonicalize(JSON.parse(JSON.stringify(request, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)))) ?? '')
+      .digest('hex');
+  it('hashes every request exactly as the earlier JSON round trip did', () => {
+    const leaf = fc.oneof(fc.string(), fc.string({ unit: 'binary' }), fc.integer(), fc.double({ noNaN: false }), fc.boolean(), fc.constant(null), fc.constant(undefined), fc.bigInt(), fc.date({ noInvalidDate: true }));
+    const value = fc.letrec((tie) => ({
+      node: fc.oneof({ depthSize: 'small' }, leaf, fc.array(tie('node'), { maxLength: 4 }), fc.dictionary(fc.string(), tie('node'), { maxKeys: 5 })),
+    })).node;
+    fc.assert(
+      fc.property(fc.dictionary(fc.string(), value, { maxKeys: 8 }), (request) => {
+        let expected: string | Error;
+        try {
+          expected = roundTrip(request);
+        } catch (e) {
+          expected = e as Error;
+        }
+        if (expected instanceof Error) assert.throws(() => requestHash(request));
+        else assert.equal(requestHash(request), expected);
+      }),
+      { numRuns: 2000 },
+    );
+    assert.equal(requestHash({ b: 1n, a: [undefined, 2], c: undefined }), roundTrip({ a: [null, 2], b: '1' }));
+  });
+});
 
 describe('posting rules (plans, property-based)', () => {
   it('every accepted plan of every operation balances to zero per currency', () => {

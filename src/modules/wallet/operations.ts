@@ -19,9 +19,27 @@ export const HOUSE_ACCOUNTS = {
   adjustments: 'adjustments',
 } as const;
 
-/** sha256 of the canonical JSON of a request: what makes "the same request". */
+/**
+ * A request as JSON would carry it: bigints as decimal strings, toJSON applied, values
+ * JSON leaves out (undefined, functions, symbols) left out, non-finite numbers as null.
+ * The same value JSON.parse(JSON.stringify(request)) gives, without writing and
+ * re-reading the text (every bet and win hashes its request).
+ */
+function jsonValue(value: unknown): unknown {
+  if (typeof value === 'bigint') return value.toString();
+  if (typeof value === 'number') return Number.isFinite(value) ? value : null;
+  if (value === null || typeof value !== 'object') return value;
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return jsonValue((value as { toJSON: () => unknown }).toJSON());
+  const omitted = (v: unknown) => v === undefined || typeof v === 'function' || typeof v === 'symbol';
+  if (Array.isArray(value)) return value.map((v: unknown) => (omitted(v) ? null : jsonValue(v)));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) if (!omitted(v)) out[k] = jsonValue(v);
+  return out;
+}
+
+/** sha256 of the canonical JSON (RFC 8785) of a request: what makes "the same request". */
 export function requestHash(request: unknown): string {
-  const text = canonicalize(JSON.parse(JSON.stringify(request, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)))) ?? '';
+  const text = canonicalize(jsonValue(request)) ?? '';
   return createHash('sha256').update(text).digest('hex');
 }
 
