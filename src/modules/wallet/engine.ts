@@ -759,6 +759,13 @@ function planBatch(
 }
 
 /**
+ * JSON texts as one JSON array: JSON columns travel as one jsonb parameter each, since
+ * a jsonb[] parameter costs escaping every quote on the way (pg) and parsing the array
+ * literal back (PostgreSQL's array_in).
+ */
+const jsonArray = (texts: readonly string[]): string => `[${texts.join(',')}]`;
+
+/**
  * One statement writes a planned batch: data-modifying CTEs run together, so the
  * transactions, postings, balances, answers and events land together or not at all.
  * `ok` is false when an assumption failed: an account's sequence was not the expected
@@ -771,11 +778,11 @@ function batchStatement(plan: PlannedBatch, guarded: readonly AccountState[], at
   return sql<{ ok: boolean }>`${sql.raw(PREPARED)}
     with new_transactions as (
       insert into wallet.transactions (player_id, id, type, currency, amount, split, round_id, provider, external_ref, reference_id, idempotency_scope, idempotency_key, meta, created_at)
-      select * from unnest(
-        ${txRows.map((r) => r.player_id)}::uuid[], ${txRows.map((r) => r.id)}::uuid[], ${txRows.map((r) => r.type)}::text[], ${txRows.map((r) => r.currency)}::bpchar[],
-        ${txRows.map((r) => r.amount)}::int8[], ${txRows.map((r) => r.split)}::jsonb[], ${txRows.map((r) => r.round_id)}::text[], ${txRows.map((r) => r.provider)}::text[],
-        ${txRows.map((r) => r.external_ref)}::text[], ${txRows.map((r) => r.reference_id)}::uuid[], ${txRows.map((r) => r.idempotency_scope)}::text[], ${txRows.map((r) => r.idempotency_key)}::text[],
-        ${txRows.map((r) => r.meta)}::jsonb[], ${txRows.map((r) => (r.created_at as Date).toISOString())}::timestamptz[])
+      select * from rows from (
+        unnest(${txRows.map((r) => r.player_id)}::uuid[]), unnest(${txRows.map((r) => r.id)}::uuid[]), unnest(${txRows.map((r) => r.type)}::text[]), unnest(${txRows.map((r) => r.currency)}::bpchar[]),
+        unnest(${txRows.map((r) => r.amount)}::int8[]), jsonb_array_elements(${jsonArray(txRows.map((r) => r.split as string))}::jsonb), unnest(${txRows.map((r) => r.round_id)}::text[]), unnest(${txRows.map((r) => r.provider)}::text[]),
+        unnest(${txRows.map((r) => r.external_ref)}::text[]), unnest(${txRows.map((r) => r.reference_id)}::uuid[]), unnest(${txRows.map((r) => r.idempotency_scope)}::text[]), unnest(${txRows.map((r) => r.idempotency_key)}::text[]),
+        jsonb_array_elements(${jsonArray(txRows.map((r) => r.meta as string))}::jsonb), unnest(${txRows.map((r) => (r.created_at as Date).toISOString())}::timestamptz[]))
     ),
     new_postings as (
       insert into wallet.postings (holder, name, currency, seq, transaction_id, player_id, amount, balance_after, created_at, prev_hash, hash)
@@ -801,14 +808,14 @@ function batchStatement(plan: PlannedBatch, guarded: readonly AccountState[], at
     ),
     new_tombstones as (
       insert into wallet.idempotency (scope, key, request_hash, player_id, outcome)
-      select * from unnest(${closedKeys.map((t) => t.scope)}::text[], ${closedKeys.map((t) => t.key)}::text[], ${closedKeys.map(() => TOMBSTONE)}::text[],
-                           ${closedKeys.map((t) => t.player)}::uuid[], ${closedKeys.map((t) => JSON.stringify(t.outcome))}::jsonb[])
+      select * from rows from (unnest(${closedKeys.map((t) => t.scope)}::text[]), unnest(${closedKeys.map((t) => t.key)}::text[]), unnest(${closedKeys.map(() => TOMBSTONE)}::text[]),
+                              unnest(${closedKeys.map((t) => t.player)}::uuid[]), jsonb_array_elements(${JSON.stringify(closedKeys.map((t) => t.outcome))}::jsonb))
       on conflict (scope, key) do nothing
     ),
     answers as (
       insert into wallet.idempotency (scope, key, request_hash, player_id, outcome)
-      select s, k, h, p, o from unnest(${answers.map((o) => o.scope)}::text[], ${answers.map((o) => o.key)}::text[], ${answers.map((o) => o.hash)}::text[],
-                                       ${answers.map((o) => o.player)}::uuid[], ${answers.map((o) => JSON.stringify(o.outcome))}::jsonb[]) with ordinality as t(s, k, h, p, o, n)
+      select s, k, h, p, o from rows from (unnest(${answers.map((o) => o.scope)}::text[]), unnest(${answers.map((o) => o.key)}::text[]), unnest(${answers.map((o) => o.hash)}::text[]),
+                                          unnest(${answers.map((o) => o.player)}::uuid[]), jsonb_array_elements(${JSON.stringify(answers.map((o) => o.outcome))}::jsonb)) with ordinality as t(s, k, h, p, o, n)
       order by n
       on conflict (scope, key) do nothing
       returning 1

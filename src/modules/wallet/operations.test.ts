@@ -107,6 +107,10 @@ describe('requestHash', () => {
       { numRuns: 2000 },
     );
     assert.equal(requestHash({ b: 1n, a: [undefined, 2], c: undefined }), roundTrip({ a: [null, 2], b: '1' }));
+    // A body may carry a "__proto__" key (JSON.parse keeps it as a key): it is part of the request.
+    const withProto = JSON.parse('{"meta":{"__proto__":{"x":1}},"amount":5}') as unknown;
+    assert.equal(requestHash(withProto), roundTrip(withProto));
+    assert.notEqual(requestHash(withProto), requestHash({ meta: {}, amount: 5 }));
   });
 });
 

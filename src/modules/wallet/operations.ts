@@ -32,7 +32,8 @@ function jsonValue(value: unknown): unknown {
   if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return jsonValue((value as { toJSON: () => unknown }).toJSON());
   const omitted = (v: unknown) => v === undefined || typeof v === 'function' || typeof v === 'symbol';
   if (Array.isArray(value)) return value.map((v: unknown) => (omitted(v) ? null : jsonValue(v)));
-  const out: Record<string, unknown> = {};
+  // No prototype: a key "__proto__" (JSON.parse makes it an own property) stays a key.
+  const out = Object.create(null) as Record<string, unknown>;
   for (const [k, v] of Object.entries(value)) if (!omitted(v)) out[k] = jsonValue(v);
   return out;
 }

@@ -41,8 +41,8 @@ export function outboxInsert(events: readonly NewEvent[], at: Date): RawBuilder<
   return sql`
     insert into platform.outbox (id, type, version, occurred_at, player_id, payload)
     select i, t, v, ${at.toISOString()}::timestamptz, p, d
-    from unnest(${events.map(() => newId())}::uuid[], ${events.map((e) => e.type)}::text[], ${events.map((e) => e.version ?? 1)}::int4[],
-                ${events.map((e) => e.playerId)}::uuid[], ${events.map((e) => JSON.stringify(e.payload))}::jsonb[]) with ordinality as x(i, t, v, p, d, n)
+    from rows from (unnest(${events.map(() => newId())}::uuid[]), unnest(${events.map((e) => e.type)}::text[]), unnest(${events.map((e) => e.version ?? 1)}::int4[]),
+                    unnest(${events.map((e) => e.playerId)}::uuid[]), jsonb_array_elements(${JSON.stringify(events.map((e) => e.payload))}::jsonb)) with ordinality as x(i, t, v, p, d, n)
     order by n`;
 }
 
