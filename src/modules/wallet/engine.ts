@@ -48,7 +48,7 @@ const HOUSE_SHARD_LOCK = 7_345_000;
  * writers), only slower. If the lock connection drops, another process may later claim
  * the same shard, with the same outcome.
  */
-export async function claimHouseShards(database: Database, lanes: number, shards: number, logger: Logger): Promise<{ houses: string[]; release(): Promise<void> }> {
+export async function claimHouseShards(database: Database, lanes: number, shards: number, logger: Logger): Promise<HouseShards> {
   const locks = database.sessionLocks();
   const order = Array.from({ length: shards }, (_, i) => i);
   for (let i = order.length - 1; i > 0; i--) {
@@ -71,16 +71,22 @@ export async function claimHouseShards(database: Database, lanes: number, shards
   return { houses, release: () => locks.release() };
 }
 
+/** The house shards a process claimed: one per lane, held until released. */
+export interface HouseShards {
+  readonly houses: readonly string[];
+  release(): Promise<void>;
+}
+
 export interface EngineOptions {
   /** Most commands written in one database transaction. */
   maxBatch: number;
-  /** Lanes: batches in flight at once, each for its own share of players, on its own connection and house shard. */
-  writers: number;
   walletTypes: readonly string[];
-  /** House shards in the deployment; each writer of each process uses one, so bets do not queue on one row. */
-  houseShards: number;
-  /** The shard of each lane, claimed with claimHouseShards; without it, lanes take consecutive shards from a random one. */
-  houses?: readonly string[];
+  /**
+   * One lane per claimed shard (claimHouseShards): a lane has one batch in flight, for its
+   * own share of players, on its own connection, posting the house side to its shard.
+   * Released when the engine closes.
+   */
+  shards: HouseShards;
   logger: Logger;
   /** Called after a batch that wrote events commits (wakes the outbox relay). */
   onEvents: () => void;
@@ -120,12 +126,10 @@ export class LedgerEngine {
   constructor(database: Database, options: EngineOptions) {
     this.#database = database;
     this.#opts = options;
-    // A random base spreads the processes of a deployment over the house shards.
-    const base = Math.floor(Math.random() * options.houseShards);
-    this.#lanes = Array.from({ length: options.writers }, (_, i) => ({
+    this.#lanes = options.shards.houses.map((house) => ({
       queue: [],
       busy: false,
-      house: options.houses?.[i] ?? houseHolder((base + i) % options.houseShards),
+      house,
       cache: options.cachedPlayers > 0 ? new LaneCache(options.walletTypes, options.cachedPlayers) : undefined,
     }));
   }
@@ -185,6 +189,7 @@ export class LedgerEngine {
   async close(): Promise<void> {
     this.#closed = true;
     while (this.#lanes.some((l) => l.busy || l.queue.length > 0)) await new Promise((r) => setTimeout(r, 5));
+    await this.#opts.shards.release();
   }
 
   async #write(commands: readonly LedgerCommand[], lane: Lane): Promise<CommandResult[]> {

@@ -46,7 +46,6 @@ export class WalletService {
   #spendOrder: string[] = ['real', 'bonus'];
   #walletNames: string[] = ['real', 'bonus', 'freespins', 'tournament'];
   #engine: LedgerEngine | undefined;
-  #releaseShards: () => Promise<void> = async () => {};
 
   constructor(kernel: Kernel, players: PlayerService) {
     this.#kernel = kernel;
@@ -104,10 +103,8 @@ export class WalletService {
       labelNames: ['path'],
       registers: [metrics.registry],
     });
-    const shards = await claimHouseShards(this.#kernel.database, config.walletWriters, config.walletHouseShards, logger);
-    this.#releaseShards = () => shards.release();
     this.#engine = new LedgerEngine(this.#kernel.database, {
-      houses: shards.houses,
+      shards: await claimHouseShards(this.#kernel.database, config.walletWriters, config.walletHouseShards, logger),
       observe: (size, seconds, path) => {
         sizes.observe(size);
         durations.observe(seconds);
@@ -115,9 +112,7 @@ export class WalletService {
       },
       cachedPlayers: config.walletLaneCachePlayers,
       maxBatch: config.walletMaxBatch,
-      writers: config.walletWriters,
       walletTypes: this.#walletNames,
-      houseShards: config.walletHouseShards,
       logger,
       onEvents: () => this.#kernel.notifyEventsCommitted(),
     });
@@ -125,7 +120,6 @@ export class WalletService {
 
   async stop(): Promise<void> {
     await this.#engine?.close();
-    await this.#releaseShards();
   }
 
   addGate(gate: PlayerGate): void {

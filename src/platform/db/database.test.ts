@@ -38,6 +38,29 @@ for (const { kind, skip } of await databaseKinds()) {
       assert.deepEqual((await statement(3, 'c').execute(database.db)).rows, [{ doubled: 6, label: 'c' }]);
     });
 
+    it('leader lock: one holder; when its connection dies it stops holding, and can take the lock again', async () => {
+      const a = database.leaderLock(7_399_010);
+      const b = database.leaderLock(7_399_010);
+      try {
+        assert.equal(await a.held(), true);
+        assert.equal(await b.held(), kind === 'pglite');
+        if (kind === 'postgres') {
+          await sql`select pg_terminate_backend(pid) from pg_locks where locktype = 'advisory' and objid = 7399010 and granted`.execute(database.db);
+          const until = async (what: string, check: () => Promise<boolean>) => {
+            for (let i = 0; i < 100 && !(await check()); i++) await new Promise((r) => setTimeout(r, 50));
+            assert.ok(await check(), what);
+          };
+          await until('the other takes the freed lock', () => b.held());
+          await until('the first no longer holds it', async () => !(await a.held()));
+          await b.release();
+          await until('the first takes it again, on a new connection', () => a.held());
+        }
+      } finally {
+        await a.release();
+        await b.release();
+      }
+    });
+
     it('session locks: one holder at a time across connections, released with their connection', async () => {
       const first = database.sessionLocks();
       const second = database.sessionLocks();

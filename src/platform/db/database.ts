@@ -48,18 +48,30 @@ export interface LeaderLock {
 const soleProcessLock: LeaderLock = { held: async () => true, release: async () => {} };
 const soleProcessLocks: SessionLocks = { tryLock: async () => true, release: async () => {} };
 
-function sessionLocks(url: string): SessionLocks {
+/**
+ * Session advisory locks on one connection of their own. A dropped connection ends its
+ * locks (PostgreSQL frees them): `onLost` hears of it, and the next try connects again.
+ */
+function sessionLocks(url: string, onLost: () => void = () => {}): SessionLocks {
   let client: Promise<pg.Client> | undefined;
+  const lostWith = (connection: Promise<pg.Client>) => (): void => {
+    if (client !== connection) return;
+    client = undefined;
+    onLost();
+  };
   return {
     async tryLock(lockId) {
-      client ??= (async () => {
+      let connection = client;
+      if (!connection) {
         const c = new pg.Client({ connectionString: url });
-        // A dropped connection ends its locks; PostgreSQL frees them, nothing to do here.
-        c.on('error', () => {});
-        await c.connect();
-        return c;
-      })();
-      const r = await (await client).query<{ locked: boolean }>('select pg_try_advisory_lock($1) as locked', [lockId]);
+        connection = c.connect().then(() => c);
+        client = connection;
+        const lost = lostWith(connection);
+        c.on('error', lost);
+        c.on('end', lost);
+        connection.catch(lost);
+      }
+      const r = await (await connection).query<{ locked: boolean }>('select pg_try_advisory_lock($1) as locked', [lockId]);
       return r.rows[0]?.locked === true;
     },
     async release() {
@@ -70,37 +82,26 @@ function sessionLocks(url: string): SessionLocks {
   };
 }
 
+/** One session lock, kept: held() is true while its connection lives, and tries to take it otherwise. */
 function sessionLock(url: string, lockId: number): LeaderLock {
-  let client: pg.Client | undefined;
   let holding = false;
-  const drop = (): void => {
+  const locks = sessionLocks(url, () => {
     holding = false;
-    client = undefined;
-  };
+  });
   return {
     async held() {
-      if (holding && client) return true;
+      if (holding) return true;
       try {
-        if (!client) {
-          const c = new pg.Client({ connectionString: url });
-          c.on('error', drop);
-          c.on('end', drop);
-          await c.connect();
-          client = c;
-        }
-        const r = await client.query<{ locked: boolean }>('select pg_try_advisory_lock($1) as locked', [lockId]);
-        holding = r.rows[0]?.locked === true;
+        holding = await locks.tryLock(lockId);
       } catch {
-        const c = client;
-        drop();
-        await c?.end().catch(() => {});
+        holding = false;
+        await locks.release();
       }
       return holding;
     },
     async release() {
-      const c = client;
-      drop();
-      await c?.end().catch(() => {});
+      holding = false;
+      await locks.release();
     },
   };
 }
