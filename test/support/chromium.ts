@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { access, constants } from 'node:fs/promises';
+import { after, before } from 'node:test';
 import { promisify } from 'node:util';
 import { chromium, type Browser } from 'playwright-core';
 import { loadConfig } from '../../src/platform/config.ts';
@@ -45,6 +46,22 @@ export const oathtoolSkip = (): Promise<string | false> => skipUnless('oathtool'
  */
 export function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+}
+
+/**
+ * What a browser test file starts with: whether Chromium and oathtool are there (a skip
+ * reason, or false), and one Chromium for the whole file, launched before its tests and
+ * closed after them. Call it at the top level of the file.
+ */
+export async function chromiumSuite(): Promise<{ noChromium: string | false; noOathtool: string | false; browser: () => Browser }> {
+  const noChromium = await chromiumSkip();
+  const noOathtool = await oathtoolSkip();
+  let browser: Browser | undefined;
+  before(async () => {
+    if (!noChromium) browser = await launchChromium();
+  });
+  after(async () => browser?.close());
+  return { noChromium, noOathtool, browser: () => browser! };
 }
 
 /** The current TOTP code of a base32 secret (SHA-1, 6 digits, 30 s), from `oathtool --totp -b`. */

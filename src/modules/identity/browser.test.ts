@@ -2,8 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import * as oidc from 'openid-client';
-import type { Browser } from 'playwright-core';
-import { chromiumSkip, launchChromium, oathtoolSkip, oathtoolTotp } from '../../../test/support/chromium.ts';
+import { chromiumSuite, oathtoolTotp } from '../../../test/support/chromium.ts';
 import { databaseKinds } from '../../../test/support/databases.ts';
 import { api, Authorization, newPlayer, startServer, type Player, type Server } from './chromium.test-support.ts';
 
@@ -13,14 +12,7 @@ import { api, Authorization, newPlayer, startServer, type Player, type Server } 
 // verifies the access token against the published JWKS. TOTP codes come from Debian's
 // oathtool, computed independently of the server.
 
-const noChromium = await chromiumSkip();
-const noOathtool = await oathtoolSkip();
-
-let browser: Browser | undefined;
-before(async () => {
-  if (!noChromium) browser = await launchChromium();
-});
-after(async () => browser?.close());
+const { noChromium, noOathtool, browser } = await chromiumSuite();
 
 for (const { kind, skip } of await databaseKinds()) {
   describe(`hosted sign-in in Chromium (${kind})`, { skip: skip || noChromium }, () => {
@@ -37,7 +29,7 @@ for (const { kind, skip } of await databaseKinds()) {
 
     it('password sign-in: authorization code with PKCE, an ES256 access token valid against the JWKS, refresh tokens that rotate', async () => {
       const player = await newPlayer(server);
-      const context = await browser!.newContext();
+      const context = await browser().newContext();
       try {
         const flow = await Authorization.start(server, context);
         // The page is the server's: its CSP allows no script, and its fields are labelled.
@@ -87,7 +79,7 @@ for (const { kind, skip } of await databaseKinds()) {
       });
 
       it('after the password, the code page; a wrong code is refused, the right one signs in with acr 2fa and amr otp', async () => {
-        const context = await browser!.newContext();
+        const context = await browser().newContext();
         try {
           const flow = await Authorization.start(server, context);
           await flow.password(player.login, player.password);

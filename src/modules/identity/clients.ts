@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { hasPermission, type RequestContext } from '../../platform/auth/principal.ts';
 import { tablesOf } from '../../platform/db/database.ts';
 import { platformErrors, type FieldError } from '../../platform/errors.ts';
@@ -7,6 +7,7 @@ import type { Kernel } from '../../platform/module.ts';
 import { fail, fieldCodes } from './errors.ts';
 import { API_SCOPE, DEFAULT_USER_SCOPE, OIDC_SCOPES, splitScope } from './scopes.ts';
 import { findClient, insertClient, listClients, updateClient, withoutSecret, type ClientRecord, type ClientStatus, type IdentityTables } from './store.ts';
+import { sha256Hex } from '../../platform/hash.ts';
 
 export const PERMISSIONS = {
   readClients: 'identity.clients.read',
@@ -39,7 +40,7 @@ const SCOPE_TOKEN = /^[A-Za-z0-9_.:-]{1,100}$/;
 const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
 
 /** Client secrets are 256 random bits: SHA-256 is as good as a slow hash for them. */
-export const hashClientSecret = (secret: string): string => createHash('sha256').update(secret, 'utf8').digest('hex');
+export const hashClientSecret = (secret: string): string => sha256Hex(secret);
 
 export function clientSecretMatches(storedHash: string | undefined, presented: string): boolean {
   if (!storedHash) return false;

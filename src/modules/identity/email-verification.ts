@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { maskEmail } from '../../platform/auth/pii.ts';
 import { systemContext, type RequestContext } from '../../platform/auth/principal.ts';
@@ -7,6 +7,7 @@ import type { Kernel } from '../../platform/module.ts';
 import type { PlayerRecord, PlayerService } from '../players/index.ts';
 import { fail } from './errors.ts';
 import type { IdentityTables } from './store.ts';
+import { sha256Hex } from '../../platform/hash.ts';
 
 // Email verification: a link with a 256-bit single-use token, kept as its SHA-256 (at that
 // entropy a slow hash adds nothing), valid LINK_TTL_HOURS, for the address it was sent to.
@@ -23,7 +24,6 @@ export const RESEND_AFTER_SECONDS = 60;
 export const VERIFY_PATH = '/verify-email';
 export const TOKEN_PATTERN = '^[A-Za-z0-9_-]{43}$';
 
-const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');
 
 export interface SentVerification {
   /** The address, masked. */
@@ -72,7 +72,7 @@ export class EmailVerificationService {
     await this.#kernel.transaction(ctx, async (uow) => {
       await tablesOf<IdentityTables>(uow.trx)
         .insertInto('identity.email_verifications')
-        .values({ token_hash: hashToken(token), player_id: player.id, email: player.email, created_at: new Date(now), expires_at: expiresAt, used_at: null })
+        .values({ token_hash: sha256Hex(token), player_id: player.id, email: player.email, created_at: new Date(now), expires_at: expiresAt, used_at: null })
         .execute();
       if (!audited) return;
       await uow.audit({ action: 'identity.email_verification.send', target: { type: 'player', id: player.id }, changes: { sentTo: maskEmail(player.email), expiresAt: expiresAt.toISOString() } });
@@ -158,7 +158,7 @@ export class EmailVerificationService {
     const used = await this.#db
       .updateTable('identity.email_verifications')
       .set({ used_at: new Date() })
-      .where('token_hash', '=', hashToken(token))
+      .where('token_hash', '=', sha256Hex(token))
       .where('used_at', 'is', null)
       .where('expires_at', '>', new Date())
       .returning(['player_id', 'email'])

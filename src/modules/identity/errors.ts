@@ -46,3 +46,9 @@ export const fieldCodes = {
   SCOPE_INVALID: 'SCOPE_INVALID',
   SCOPE_REQUIRED: 'SCOPE_REQUIRED',
 } as const;
+
+/** The signed-in player's id, for endpoints about a player's own factors and settings: anyone else is refused with MFA_PLAYERS_ONLY. */
+export const playerOf = (request: { principal: { kind: string; id?: string } }): string => {
+  if (request.principal.kind !== 'player' || !request.principal.id) throw fail('MFA_PLAYERS_ONLY');
+  return request.principal.id;
+};

@@ -4,7 +4,7 @@ import { contextOf, requireAuthenticated, requireStepUp } from '../../platform/h
 import { problems } from '../../platform/http/schemas.ts';
 import type { HttpApp } from '../../platform/http/types.ts';
 import { DomainError } from '../../platform/errors.ts';
-import { fail } from './errors.ts';
+import { playerOf } from './errors.ts';
 import { CODE_TTL_SECONDS, MAX_ATTEMPTS, RESEND_AFTER_SECONDS, type SmsService } from './sms.ts';
 
 const tags = ['identity'];
@@ -21,11 +21,6 @@ const Status = Type.Object({
   phone: Type.Union([Type.String(), Type.Null()], { description: 'Masked.' }),
   pending: Type.Boolean({ description: 'A number waits for confirmation with its code.' }),
 });
-
-const playerOf = (request: { principal: { kind: string; id?: string } }): string => {
-  if (request.principal.kind !== 'player' || !request.principal.id) throw fail('MFA_PLAYERS_ONLY');
-  return request.principal.id;
-};
 
 /** A throttled resend answers 429 with Retry-After as well as `retryAfter` in the problem. */
 async function withRetryAfter<T>(reply: FastifyReply, work: () => Promise<T>): Promise<T> {

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { RequestContext } from '../../platform/auth/principal.ts';
 import { tablesOf } from '../../platform/db/database.ts';
@@ -8,6 +8,7 @@ import type { PlayerService } from '../players/index.ts';
 import { fail } from './errors.ts';
 import type { SessionService } from './sessions.ts';
 import type { IdentityTables } from './store.ts';
+import { sha256Hex } from '../../platform/hash.ts';
 
 // Password change (signed in, step-up at the edge), and reset by an emailed link.
 //
@@ -22,7 +23,6 @@ import type { IdentityTables } from './store.ts';
 /** Players in these states get reset links: the same as may sign in (accounts.ts). */
 const MAY_RESET: ReadonlySet<string> = new Set(['active', 'suspended', 'suspended_may_withdraw', 'self_excluded']);
 
-const sha256 = (value: string): string => createHash('sha256').update(value).digest('hex');
 
 export const RESET_PAGE_PATH = '/password-reset';
 
@@ -74,7 +74,7 @@ export class PasswordService {
    */
   async requestReset(ctx: RequestContext, loginOrEmail: string): Promise<void> {
     const { config } = this.#kernel;
-    if (ctx.sourceIp && (await this.#count(`identity:password-reset:source:${sha256(ctx.sourceIp)}`, config.passwordResetWindowSeconds)) > config.passwordResetSourceLimit) {
+    if (ctx.sourceIp && (await this.#count(`identity:password-reset:source:${sha256Hex(ctx.sourceIp)}`, config.passwordResetWindowSeconds)) > config.passwordResetSourceLimit) {
       throw platformErrors('RATE_LIMITED', { detail: 'Too many password reset requests from this network; try again later.' });
     }
     // After the answer: a known account costs no more time to answer than an unknown one.
@@ -105,7 +105,7 @@ export class PasswordService {
         .where('used_at', 'is', null)
         .where('superseded_at', 'is', null)
         .execute();
-      await db.insertInto('identity.password_resets').values({ token_hash: sha256(token), account_id: player.id, created_at: now, expires_at: expiresAt, used_at: null, superseded_at: null }).execute();
+      await db.insertInto('identity.password_resets').values({ token_hash: sha256Hex(token), account_id: player.id, created_at: now, expires_at: expiresAt, used_at: null, superseded_at: null }).execute();
       await uow.emit({ type: 'identity.password.reset_requested', playerId: player.id, payload: { playerId: player.id, expiresAt: expiresAt.toISOString() } });
       await uow.audit({ action: 'identity.password.reset_request', target: { type: 'player', id: player.id }, changes: { expiresAt: expiresAt.toISOString() } });
     });
@@ -136,7 +136,7 @@ export class PasswordService {
 
   async #usableToken(db: Kysely<IdentityTables>, token: string): Promise<{ accountId: string; tokenHash: string }> {
     if (!/^[A-Za-z0-9_-]{43}$/.test(token)) throw fail('PASSWORD_RESET_TOKEN_INVALID');
-    const row = await db.selectFrom('identity.password_resets').selectAll().where('token_hash', '=', sha256(token)).executeTakeFirst();
+    const row = await db.selectFrom('identity.password_resets').selectAll().where('token_hash', '=', sha256Hex(token)).executeTakeFirst();
     if (!row || row.used_at || row.superseded_at) throw fail('PASSWORD_RESET_TOKEN_INVALID');
     if (row.expires_at.getTime() <= Date.now()) throw fail('PASSWORD_RESET_TOKEN_EXPIRED');
     return { accountId: row.account_id, tokenHash: row.token_hash };

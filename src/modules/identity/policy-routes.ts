@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import { contextOf, requireAuthenticated, requirePermission, requireStepUp } from '../../platform/http/auth.ts';
 import { problems, Uuid } from '../../platform/http/schemas.ts';
 import type { HttpApp } from '../../platform/http/types.ts';
-import { fail } from './errors.ts';
+import { fail, playerOf } from './errors.ts';
 import { MFA_POLICY_PERMISSION, type MfaPolicyService } from './policy.ts';
 
 const tags = ['identity'];
@@ -18,10 +18,6 @@ const Body = Type.Object({ required: Type.Boolean() }, { additionalProperties: f
 /** Per-account MFA requirement: the player's own switch, and staff's for a player. */
 export function policyRoutes(policy: MfaPolicyService, playerExists: (id: string) => Promise<boolean>) {
   return async (app: HttpApp): Promise<void> => {
-    const playerOf = (request: { principal: { kind: string; id?: string } }): string => {
-      if (request.principal.kind !== 'player' || !request.principal.id) throw fail('MFA_PLAYERS_ONLY');
-      return request.principal.id;
-    };
     const knownPlayer = async (id: string): Promise<string> => {
       if (!(await playerExists(id))) throw fail('MFA_POLICY_PLAYER_NOT_FOUND');
       return id;

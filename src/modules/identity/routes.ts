@@ -6,7 +6,7 @@ import { decodeCursor, encodeCursor, Page, PageQuery, problems } from '../../pla
 import type { HttpApp } from '../../platform/http/types.ts';
 import { GRANT_TYPES, PERMISSIONS, type ClientService } from './clients.ts';
 import type { ProviderHost } from './provider.ts';
-import { fail } from './errors.ts';
+import { playerOf } from './errors.ts';
 import type { IdentityService } from './service.ts';
 import { signInRoutes, type SignInMfaDeps } from './sign-in-routes.ts';
 import type { TotpService } from './totp.ts';
@@ -93,11 +93,6 @@ export function identityRoutes({ host, issuerPath, clients, identity, totp, weba
     await app.register(signInRoutes(host, identity, cache, { totp, webauthn }, signInMfa));
     if (account) await app.register(accountRoutes(account));
     await app.register(webauthnRoutes(webauthn, labelOf));
-
-    const playerOf = (request: { principal: { kind: string; id?: string } }): string => {
-      if (request.principal.kind !== 'player' || !request.principal.id) throw fail('MFA_PLAYERS_ONLY');
-      return request.principal.id;
-    };
 
     app.post(
       '/v1/identity/mfa/totp',

@@ -1,4 +1,5 @@
 // Scopes and resources of the provider, shared by the client registry and the provider.
+import { ACR_2FA } from '../../platform/auth/step-up.ts';
 
 /** The resource indicator (RFC 8707) of the Pitboss API; its access tokens are JWTs with `aud: pitboss`. */
 export const API_RESOURCE = 'urn:pitboss:api';
@@ -16,7 +17,7 @@ export const ACR = {
   /** One factor: a password. */
   password: 'urn:pitboss:acr:1fa',
   /** Two factors: a password and a one-time code (TOTP or a recovery code) or a passkey or security key (WebAuthn). */
-  mfa: 'urn:pitboss:acr:2fa',
+  mfa: ACR_2FA,
   /** A service authenticated with its client credentials. */
   client: 'urn:pitboss:acr:client',
 } as const;

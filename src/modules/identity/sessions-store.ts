@@ -1,5 +1,6 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { IdentityTables, SessionEndReason, SessionTable } from './store.ts';
+import { jsonList } from './store.ts';
 
 // SQL of identity.sessions, and of ending a session's provider state in
 // identity.oidc_payloads (the provider's own table, which oidc-adapter.ts otherwise owns).
@@ -22,18 +23,17 @@ export interface SessionRecord {
   endReason: SessionEndReason | null;
 }
 
-const json = (value: string[] | string): string[] => (typeof value === 'string' ? (JSON.parse(value) as string[]) : value);
 
 function toRecord(row: SessionTable): SessionRecord {
   return {
     id: row.id,
     accountId: row.account_id,
-    clientIds: json(row.client_ids),
+    clientIds: jsonList(row.client_ids),
     userAgent: row.user_agent,
     device: row.device,
     sourceIp: row.source_ip,
     acr: row.acr,
-    amr: json(row.amr),
+    amr: jsonList(row.amr),
     signedInAt: row.signed_in_at,
     createdAt: row.created_at,
     lastUsedAt: row.last_used_at,
@@ -49,7 +49,7 @@ export async function findSession(db: Executor, id: string): Promise<SessionReco
 
 export async function grantIdsOf(db: Executor, id: string): Promise<string[]> {
   const row = await db.selectFrom('identity.sessions').select('grant_ids').where('id', '=', id).executeTakeFirst();
-  return row ? json(row.grant_ids) : [];
+  return row ? jsonList(row.grant_ids) : [];
 }
 
 export interface SessionSighting {
@@ -136,16 +136,16 @@ export async function liveSessionIds(db: Executor, accountId: string, except: st
   return (await q.execute()).map((r) => r.id);
 }
 
-/** Marks a session ended (once: false when it already was). */
-export async function markEnded(db: Executor, id: string, reason: SessionEndReason, now: Date): Promise<boolean> {
+/** Marks a session ended, once: its grant ids, or undefined when it had ended already. */
+export async function markEnded(db: Executor, id: string, reason: SessionEndReason, now: Date): Promise<string[] | undefined> {
   const row = await db
     .updateTable('identity.sessions')
     .set({ ended_at: now, end_reason: reason })
     .where('id', '=', id)
     .where('ended_at', 'is', null)
-    .returning('id')
+    .returning('grant_ids')
     .executeTakeFirst();
-  return row !== undefined;
+  return row ? jsonList(row.grant_ids) : undefined;
 }
 
 /**

@@ -200,8 +200,8 @@ export class SessionService {
     const ended: string[] = [];
     const now = new Date();
     for (const id of ids) {
-      const grants = await grantIdsOf(db, id);
-      if (!(await markEnded(db, id, reason, now))) continue;
+      const grants = await markEnded(db, id, reason, now);
+      if (!grants) continue;
       await deleteProviderState(db, id, grants);
       ended.push(id);
       if (reason === 'idle_timeout' || reason === 'absolute_timeout') {

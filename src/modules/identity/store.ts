@@ -133,16 +133,17 @@ export interface ClientCredentialsRecord extends ClientRecord {
   secretHash: string | null;
 }
 
-const list = (value: string[] | string): string[] => (typeof value === 'string' ? (JSON.parse(value) as string[]) : value);
+/** A JSON list column as the driver hands it over: parsed already, or as text. */
+export const jsonList = (value: string[] | string): string[] => (typeof value === 'string' ? (JSON.parse(value) as string[]) : value);
 
 function toRecord(row: ClientTable): ClientCredentialsRecord {
   return {
     clientId: row.id,
     name: row.name,
     tokenEndpointAuthMethod: row.token_endpoint_auth_method,
-    grantTypes: list(row.grant_types),
-    redirectUris: list(row.redirect_uris),
-    postLogoutRedirectUris: list(row.post_logout_redirect_uris),
+    grantTypes: jsonList(row.grant_types),
+    redirectUris: jsonList(row.redirect_uris),
+    postLogoutRedirectUris: jsonList(row.post_logout_redirect_uris),
     scope: row.scope,
     status: row.status,
     secretHash: row.secret_hash,

@@ -9,12 +9,11 @@ import { databaseKinds } from '../../../test/support/databases.ts';
 import { systemContext } from '../../platform/auth/principal.ts';
 import { Browser, formAction, freePort } from './browser.test-support.ts';
 // RFC 6238 codes computed in the tests, independently of the server's library (otplib).
-import { base32Decode, totpAt } from './mfa.test-support.ts';
+import { base32Decode, stepNow, totpAt } from './mfa.test-support.ts';
 import { identityModule, type IdentityApi } from './index.ts';
 
 const REDIRECT = 'https://game.casino.test/callback';
 
-const stepNow = () => Math.floor(Date.now() / 30_000);
 
 for (const { kind, skip } of await databaseKinds()) {
   describe(`TOTP second factor for players (${kind})`, { skip }, () => {

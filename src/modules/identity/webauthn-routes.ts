@@ -3,7 +3,7 @@ import type { RegistrationResponseJSON } from '@simplewebauthn/server';
 import { contextOf, requireAuthenticated, requireStepUp } from '../../platform/http/auth.ts';
 import { problems } from '../../platform/http/schemas.ts';
 import type { HttpApp } from '../../platform/http/types.ts';
-import { fail } from './errors.ts';
+import { playerOf } from './errors.ts';
 import { MAX_CREDENTIALS, RegistrationResponse, type WebAuthnService } from './webauthn.ts';
 
 // The signed-in player's passkeys and security keys over the API (a player's bearer
@@ -55,11 +55,6 @@ export function webauthnRoutes(webauthn: WebAuthnService, labelOf: (playerId: st
   return async (app: HttpApp): Promise<void> => {
     app.addSchema(Credential);
     app.addSchema(RegistrationResponse);
-
-    const playerOf = (request: { principal: { kind: string; id?: string } }): string => {
-      if (request.principal.kind !== 'player' || !request.principal.id) throw fail('MFA_PLAYERS_ONLY');
-      return request.principal.id;
-    };
 
     app.post(
       '/v1/identity/mfa/webauthn/registration/options',

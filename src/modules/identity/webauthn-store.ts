@@ -1,5 +1,6 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { IdentityTables, WebAuthnChallengeTable, WebAuthnCredentialTable } from './store.ts';
+import { jsonList } from './store.ts';
 
 // The SQL of WebAuthn credentials and their challenges.
 
@@ -25,14 +26,13 @@ export interface StoredCredential {
   readonly transports: string[];
 }
 
-const list = (value: string[] | string): string[] => (typeof value === 'string' ? (JSON.parse(value) as string[]) : value);
 
 export const toRecord = (row: WebAuthnCredentialTable): WebAuthnCredentialRecord => ({
   id: row.credential_id,
   name: row.name,
   deviceType: row.device_type,
   backedUp: row.backed_up,
-  transports: list(row.transports),
+  transports: jsonList(row.transports),
   aaguid: row.aaguid,
   createdAt: row.created_at.toISOString(),
   lastUsedAt: row.last_used_at ? row.last_used_at.toISOString() : null,
@@ -60,7 +60,7 @@ export async function findCredential(db: Executor, accountId: string, credential
     .where('credential_id', '=', credentialId)
     .executeTakeFirst();
   if (!row) return undefined;
-  return { id: row.credential_id, publicKey: new Uint8Array(row.public_key), counter: Number(row.counter), transports: list(row.transports) };
+  return { id: row.credential_id, publicKey: new Uint8Array(row.public_key), counter: Number(row.counter), transports: jsonList(row.transports) };
 }
 
 export async function credentialExists(db: Executor, credentialId: string): Promise<boolean> {

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { sql } from 'kysely';
-import type { Browser, BrowserContext, CDPSession, Page } from 'playwright-core';
-import { chromiumSkip, launchChromium, oathtoolSkip, oathtoolTotp } from '../../../test/support/chromium.ts';
+import type { BrowserContext, CDPSession, Page } from 'playwright-core';
+import { chromiumSuite, oathtoolTotp } from '../../../test/support/chromium.ts';
 import { databaseKinds } from '../../../test/support/databases.ts';
 import { api, Authorization, newPlayer, startServer, type Player, type Server } from './chromium.test-support.ts';
 
@@ -13,14 +13,7 @@ import { api, Authorization, newPlayer, startServer, type Player, type Server } 
 // then used on the hosted sign-in page in the authorization-code flow. The
 // authenticators are Chromium's virtual ones (CDP's WebAuthn domain).
 
-const noChromium = await chromiumSkip();
-const noOathtool = await oathtoolSkip();
-
-let browser: Browser | undefined;
-before(async () => {
-  if (!noChromium) browser = await launchChromium();
-});
-after(async () => browser?.close());
+const { noChromium, noOathtool, browser } = await chromiumSuite();
 
 interface Credential {
   id: string;
@@ -51,7 +44,7 @@ class Device {
   }
 
   static async open(server: Server, options: AuthenticatorOptions): Promise<Device> {
-    const context = await browser!.newContext();
+    const context = await browser().newContext();
     const page = await context.newPage();
     const cdp = await context.newCDPSession(page);
     await cdp.send('WebAuthn.enable');
@@ -107,6 +100,19 @@ for (const { kind, skip } of await databaseKinds()) {
       const res = await api(server, who.token, 'POST', '/v1/identity/mfa/webauthn/registration/options');
       assert.equal(res.status, 200, JSON.stringify(res.json));
       return res.json as { challenge: string; rp: { id: string; name: string }; user: { id: string; name: string }; excludeCredentials: { id: string }[]; authenticatorSelection: { userVerification: string } };
+    };
+    /** A fresh device with a passkey registered for `who` (the caller closes it). */
+    const deviceWithPasskey = async (who: Player): Promise<Device> => {
+      const device = await Device.open(server, { transport: 'internal', hasResidentKey: true });
+      try {
+        const created = await device.create(await options(who));
+        assert.ok(created.ok);
+        assert.equal((await api(server, who.token, 'POST', '/v1/identity/mfa/webauthn/registration/verify', { response: created.response })).status, 201);
+        return device;
+      } catch (error) {
+        await device.close();
+        throw error;
+      }
     };
     const list = async (who: Player = player) => {
       const res = await api(server, who.token, 'GET', '/v1/identity/mfa/webauthn/credentials');
@@ -245,11 +251,8 @@ for (const { kind, skip } of await databaseKinds()) {
       const started = await api(server, both.token, 'POST', '/v1/identity/mfa/totp');
       const { secret } = started.json as { secret: string };
       assert.equal((await api(server, both.token, 'POST', '/v1/identity/mfa/totp/confirm', { code: await oathtoolTotp(secret) })).status, 200);
-      const device = await Device.open(server, { transport: 'internal', hasResidentKey: true });
+      const device = await deviceWithPasskey(both);
       try {
-        const created = await device.create(await options(both));
-        assert.ok(created.ok);
-        assert.equal((await api(server, both.token, 'POST', '/v1/identity/mfa/webauthn/registration/verify', { response: created.response })).status, 201);
 
         const flow = await Authorization.start(server, device.context, device.page);
         await flow.password(both.login, both.password);
@@ -383,11 +386,8 @@ for (const { kind, skip } of await databaseKinds()) {
 
     it('failed passkey attempts count towards the sign-in lock', async () => {
       const victim = await newPlayer(server);
-      const device = await Device.open(server, { transport: 'internal', hasResidentKey: true });
+      const device = await deviceWithPasskey(victim);
       try {
-        const created = await device.create(await options(victim));
-        assert.ok(created.ok);
-        assert.equal((await api(server, victim.token, 'POST', '/v1/identity/mfa/webauthn/registration/verify', { response: created.response })).status, 201);
         const flow = await Authorization.start(server, device.context, device.page);
         await flow.password(victim.login, victim.password);
         const statuses: number[] = [];

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
-import { createTestDatabase, databaseKinds, type TestDatabase } from '../../../test/support/databases.ts';
-import { loadConfig } from '../config.ts';
+import { createTestDatabase, databaseKinds, testConfig, type TestDatabase } from '../../../test/support/databases.ts';
 import { openDatabase, PREPARED, type Database } from './database.ts';
 
 for (const { kind, skip } of await databaseKinds()) {
@@ -11,7 +10,7 @@ for (const { kind, skip } of await databaseKinds()) {
     let database: Database;
     before(async () => {
       tdb = await createTestDatabase(kind);
-      database = await openDatabase({ ...loadConfig(tdb.env), databasePoolSize: 1 });
+      database = await openDatabase(testConfig(tdb, { DATABASE_POOL_SIZE: '1' }));
     });
     after(async () => {
       await database?.close();

@@ -98,9 +98,11 @@ export function requireStepUp(options: StepUpOptions = {}) {
     const now = Math.floor(Date.now() / 1000);
     const age = principal.authTime === undefined ? undefined : now - principal.authTime;
     const fresh = age !== undefined && age <= maxAge && age >= -60;
+    // A fresh sign-in with two factors passes whatever the account has: no need to ask.
+    const twoFactors = principal.acr === ACR_2FA || (principal.amr ?? []).includes('mfa');
+    if (fresh && twoFactors) return;
     const needsMfa = options.mfa === true || (await policy.hasSecondFactor(principal.id));
-    const strong = !needsMfa || principal.acr === ACR_2FA || (principal.amr ?? []).includes('mfa');
-    if (fresh && strong) return;
+    if (fresh && !needsMfa) return;
     const description = !fresh
       ? `A sign-in within the last ${maxAge} seconds is required${needsMfa ? ', with the second factor' : ''}.`
       : 'A sign-in with the second factor is required.';
