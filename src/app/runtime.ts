@@ -9,6 +9,7 @@ import { AmqpBus } from '../platform/events/amqp-bus.ts';
 import type { EventBus } from '../platform/events/bus.ts';
 import { InProcessBus } from '../platform/events/in-process-bus.ts';
 import { outboxBacklog, pruneOutbox } from '../platform/events/outbox.ts';
+import { pruneInbox } from '../platform/events/inbox.ts';
 import { OutboxRelay } from '../platform/events/relay.ts';
 import { createHttpServer, type ReadinessCheck } from '../platform/http/server.ts';
 import type { HttpApp } from '../platform/http/types.ts';
@@ -179,6 +180,7 @@ export async function createServer(runtime: Runtime): Promise<Server> {
   const timers = [
     setInterval(whenLeader(() => writeCheckpoint(database.db, kernel.keys), 'audit checkpoint'), config.auditCheckpointSeconds * 1000),
     setInterval(whenLeader(() => pruneOutbox(database.db, new Date(Date.now() - 7 * 86_400_000)), 'outbox prune'), 3_600_000),
+    setInterval(whenLeader(() => pruneInbox(database.db, new Date(Date.now() - config.inboxRetentionDays * 86_400_000)), 'inbox prune'), 3_600_000),
   ];
   for (const t of timers) t.unref();
 

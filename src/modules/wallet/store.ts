@@ -1,4 +1,5 @@
 import { sql, type Generated, type Kysely, type Transaction } from 'kysely';
+import { deleteOlderThan } from '../../platform/db/prune.ts';
 import type { Outcome, TransactionType } from './types.ts';
 
 export type WalletTables = {
@@ -121,16 +122,5 @@ export async function setPaymentStatus(db: WalletDb, id: string, status: Payment
  * retention must outlast every provider's and client's retry window (4 months minimum).
  */
 export async function pruneIdempotency(db: WalletDb, olderThan: Date, chunk = 10_000): Promise<number> {
-  let total = 0;
-  for (;;) {
-    const result = await sql<{ n: number }>`
-      with gone as (
-        delete from wallet.idempotency where ctid in (select ctid from wallet.idempotency where created_at < ${olderThan.toISOString()}::timestamptz limit ${chunk})
-        returning 1
-      )
-      select count(*)::int4 as n from gone`.execute(db);
-    const n = result.rows[0]?.n ?? 0;
-    total += n;
-    if (n < chunk) return total;
-  }
+  return deleteOlderThan(db as unknown as Kysely<never>, 'wallet.idempotency', 'created_at', olderThan, chunk);
 }

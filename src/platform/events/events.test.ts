@@ -10,7 +10,7 @@ import type { Db, Trx } from '../db/database.ts';
 import type { createKernel } from '../kernel.ts';
 import type { Consumer } from './bus.ts';
 import { InProcessBus } from './in-process-bus.ts';
-import { deliver } from './inbox.ts';
+import { deliver, pruneInbox } from './inbox.ts';
 import { OutboxRelay } from './relay.ts';
 import type { EventEnvelope, NewEvent } from './types.ts';
 
@@ -207,6 +207,20 @@ for (const { kind, skip } of await databaseKinds()) {
         (await effectsOf(db, playerId)).map((e) => e.reason),
         reasons,
       );
+    });
+
+    it('forgets handled events past the inbox retention, and only those', async () => {
+      const consumer = `test.prune.${randomUUID()}`;
+      const old = [randomUUID(), randomUUID()];
+      const recent = randomUUID();
+      const day = 86_400_000;
+      await db
+        .insertInto('platform.inbox')
+        .values([...old.map((event_id) => ({ consumer, event_id, processed_at: new Date(Date.now() - 40 * day) })), { consumer, event_id: recent, processed_at: new Date(Date.now() - day) }])
+        .execute();
+      assert.ok((await pruneInbox(db, new Date(Date.now() - 30 * day))) >= 2);
+      const left = await db.selectFrom('platform.inbox').select('event_id').where('consumer', '=', consumer).execute();
+      assert.deepEqual(left.map((r) => r.event_id), [recent]);
     });
 
     it('dead-letters an event the consumer always fails on, after CONSUMER_MAX_ATTEMPTS, and goes on with later events', async () => {

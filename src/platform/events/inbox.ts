@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.ts';
+import { deleteOlderThan } from '../db/prune.ts';
 import type { Consumer } from './bus.ts';
 import type { EventEnvelope } from './types.ts';
 
@@ -33,4 +34,13 @@ export async function recordDeadLetter(db: Db, consumer: Consumer, event: EventE
       attempts,
     })
     .execute();
+}
+
+/**
+ * Forgets which events the consumers handled before `olderThan`. A redelivery older than
+ * that would run its handler again, so the retention must outlast any redelivery (a
+ * relay or broker outage, a dead letter replayed late).
+ */
+export async function pruneInbox(db: Db, olderThan: Date): Promise<number> {
+  return deleteOlderThan(db as never, 'platform.inbox', 'processed_at', olderThan);
 }

@@ -123,5 +123,12 @@ export const platformMigrations: MigrationSet = {
         create index local_messages_recipient on platform.local_messages (recipient, created_at desc);
       `,
     },
+    {
+      name: '0005_inbox_retention',
+      sql: `
+        -- The housekeeping process forgets handled events past INBOX_RETENTION_DAYS.
+        create index inbox_processed_at on platform.inbox (processed_at);
+      `,
+    },
   ],
 };
