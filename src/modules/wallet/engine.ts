@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Logger } from 'pino';
-import { PREPARED, type Database, type Trx } from '../../platform/db/database.ts';
+import { pgArray, PREPARED, type Database, type Trx } from '../../platform/db/database.ts';
 import { LRUCache } from 'lru-cache';
 import { outboxInsert } from '../../platform/events/outbox.ts';
 import type { NewEvent } from '../../platform/events/types.ts';
@@ -568,9 +568,27 @@ export class StaleLaneCache extends Error {
   }
 }
 
+/** A row of wallet.transactions as the batch statement writes it (JSON columns as JSON text). */
+interface TxInsert {
+  player_id: string;
+  id: string;
+  type: string;
+  currency: string;
+  amount: string;
+  split: string;
+  round_id: string | null;
+  provider: string | null;
+  external_ref: string | null;
+  reference_id: string | null;
+  idempotency_scope: string;
+  idempotency_key: string;
+  meta: string;
+  created_at: Date;
+}
+
 interface PlannedBatch {
   readonly results: CommandResult[];
-  readonly txRows: Record<string, unknown>[];
+  readonly txRows: TxInsert[];
   readonly postingRows: { holder: string; name: string; currency: string; seq: bigint; tx: string; player: string; amount: bigint; after: bigint; prev: string; hash: string }[];
   /** Account states after the batch, with the sequence each had before it (the statement checks it). */
   readonly changed: { state: AccountState; expectedSeq: bigint }[];
@@ -596,7 +614,7 @@ function planBatch(
   lookups: Pick<PlanContext, 'byRef' | 'referencing'> & { onWritten?: (tx: LedgerTransaction) => void },
 ): PlannedBatch {
   const at = now();
-  const txRows: Record<string, unknown>[] = [];
+  const txRows: TxInsert[] = [];
   const postingRows: PlannedBatch['postingRows'] = [];
   const outcomes: { scope: string; key: string; outcome: Outcome; tombstone?: boolean }[] = [];
   const tombstones: { scope: string; key: string; player: string; outcome: Outcome }[] = [];
@@ -784,43 +802,43 @@ function batchStatement(plan: PlannedBatch, guarded: readonly AccountState[], at
     with new_transactions as (
       insert into wallet.transactions (player_id, id, type, currency, amount, split, round_id, provider, external_ref, reference_id, idempotency_scope, idempotency_key, meta, created_at)
       select * from rows from (
-        unnest(${txRows.map((r) => r.player_id)}::uuid[]), unnest(${txRows.map((r) => r.id)}::uuid[]), unnest(${txRows.map((r) => r.type)}::text[]), unnest(${txRows.map((r) => r.currency)}::bpchar[]),
-        unnest(${txRows.map((r) => r.amount)}::int8[]), jsonb_array_elements(${jsonArray(txRows.map((r) => r.split as string))}::jsonb), unnest(${txRows.map((r) => r.round_id)}::text[]), unnest(${txRows.map((r) => r.provider)}::text[]),
-        unnest(${txRows.map((r) => r.external_ref)}::text[]), unnest(${txRows.map((r) => r.reference_id)}::uuid[]), unnest(${txRows.map((r) => r.idempotency_scope)}::text[]), unnest(${txRows.map((r) => r.idempotency_key)}::text[]),
-        jsonb_array_elements(${jsonArray(txRows.map((r) => r.meta as string))}::jsonb), unnest(${txRows.map((r) => (r.created_at as Date).toISOString())}::timestamptz[]))
+        unnest(${pgArray(txRows.map((r) => r.player_id))}::uuid[]), unnest(${pgArray(txRows.map((r) => r.id))}::uuid[]), unnest(${pgArray(txRows.map((r) => r.type))}::text[]), unnest(${pgArray(txRows.map((r) => r.currency))}::bpchar[]),
+        unnest(${pgArray(txRows.map((r) => r.amount))}::int8[]), jsonb_array_elements(${jsonArray(txRows.map((r) => r.split))}::jsonb), unnest(${pgArray(txRows.map((r) => r.round_id))}::text[]), unnest(${pgArray(txRows.map((r) => r.provider))}::text[]),
+        unnest(${pgArray(txRows.map((r) => r.external_ref))}::text[]), unnest(${pgArray(txRows.map((r) => r.reference_id))}::uuid[]), unnest(${pgArray(txRows.map((r) => r.idempotency_scope))}::text[]), unnest(${pgArray(txRows.map((r) => r.idempotency_key))}::text[]),
+        jsonb_array_elements(${jsonArray(txRows.map((r) => r.meta))}::jsonb), unnest(${pgArray(txRows.map((r) => r.created_at.toISOString()))}::timestamptz[]))
     ),
     new_postings as (
       insert into wallet.postings (holder, name, currency, seq, transaction_id, player_id, amount, balance_after, created_at, prev_hash, hash)
       select h, n, c, s, t, p, a, b, ${stamp}::timestamptz, ph, hh from unnest(
-        ${postingRows.map((r) => r.holder)}::uuid[], ${postingRows.map((r) => r.name)}::text[], ${postingRows.map((r) => r.currency)}::bpchar[], ${postingRows.map((r) => str(r.seq))}::int8[],
-        ${postingRows.map((r) => r.tx)}::uuid[], ${postingRows.map((r) => r.player)}::uuid[], ${postingRows.map((r) => str(r.amount))}::int8[], ${postingRows.map((r) => str(r.after))}::int8[],
-        ${postingRows.map((r) => r.prev)}::text[], ${postingRows.map((r) => r.hash)}::text[]) as t(h, n, c, s, t, p, a, b, ph, hh)
+        ${pgArray(postingRows.map((r) => r.holder))}::uuid[], ${pgArray(postingRows.map((r) => r.name))}::text[], ${pgArray(postingRows.map((r) => r.currency))}::bpchar[], ${pgArray(postingRows.map((r) => str(r.seq)))}::int8[],
+        ${pgArray(postingRows.map((r) => r.tx))}::uuid[], ${pgArray(postingRows.map((r) => r.player))}::uuid[], ${pgArray(postingRows.map((r) => str(r.amount)))}::int8[], ${pgArray(postingRows.map((r) => str(r.after)))}::int8[],
+        ${pgArray(postingRows.map((r) => r.prev))}::text[], ${pgArray(postingRows.map((r) => r.hash))}::text[]) as t(h, n, c, s, t, p, a, b, ph, hh)
     ),
     balances as (
       update wallet.accounts a set balance = v.b, last_seq = v.s, last_hash = v.h, updated_at = ${stamp}::timestamptz
-      from unnest(${changed.map((c) => c.state.key.holder)}::uuid[], ${changed.map((c) => c.state.key.name)}::text[], ${changed.map((c) => c.state.key.currency)}::bpchar[],
-                  ${changed.map((c) => str(c.state.balance))}::int8[], ${changed.map((c) => str(c.state.lastSeq))}::int8[], ${changed.map((c) => c.state.lastHash)}::text[],
-                  ${changed.map((c) => str(c.expectedSeq))}::int8[]) as v(holder, name, currency, b, s, h, e)
+      from unnest(${pgArray(changed.map((c) => c.state.key.holder))}::uuid[], ${pgArray(changed.map((c) => c.state.key.name))}::text[], ${pgArray(changed.map((c) => c.state.key.currency))}::bpchar[],
+                  ${pgArray(changed.map((c) => str(c.state.balance)))}::int8[], ${pgArray(changed.map((c) => str(c.state.lastSeq)))}::int8[], ${pgArray(changed.map((c) => c.state.lastHash))}::text[],
+                  ${pgArray(changed.map((c) => str(c.expectedSeq)))}::int8[]) as v(holder, name, currency, b, s, h, e)
       where a.holder = v.holder and a.name = v.name and a.currency = v.currency and a.last_seq = v.e
       returning 1
     ),
     guarded as (
       select 1 from wallet.accounts a
-      join unnest(${guarded.map((g) => g.key.holder)}::uuid[], ${guarded.map((g) => g.key.name)}::text[], ${guarded.map((g) => g.key.currency)}::bpchar[], ${guarded.map((g) => str(g.lastSeq))}::int8[]) as v(holder, name, currency, e)
+      join unnest(${pgArray(guarded.map((g) => g.key.holder))}::uuid[], ${pgArray(guarded.map((g) => g.key.name))}::text[], ${pgArray(guarded.map((g) => g.key.currency))}::bpchar[], ${pgArray(guarded.map((g) => str(g.lastSeq)))}::int8[]) as v(holder, name, currency, e)
         on a.holder = v.holder and a.name = v.name and a.currency = v.currency
       where a.last_seq = v.e
       for share of a
     ),
     new_tombstones as (
       insert into wallet.idempotency (scope, key, request_hash, player_id, outcome)
-      select * from rows from (unnest(${closedKeys.map((t) => t.scope)}::text[]), unnest(${closedKeys.map((t) => t.key)}::text[]), unnest(${closedKeys.map(() => TOMBSTONE)}::text[]),
-                              unnest(${closedKeys.map((t) => t.player)}::uuid[]), jsonb_array_elements(${JSON.stringify(closedKeys.map((t) => t.outcome))}::jsonb))
+      select * from rows from (unnest(${pgArray(closedKeys.map((t) => t.scope))}::text[]), unnest(${pgArray(closedKeys.map((t) => t.key))}::text[]), unnest(${pgArray(closedKeys.map(() => TOMBSTONE))}::text[]),
+                              unnest(${pgArray(closedKeys.map((t) => t.player))}::uuid[]), jsonb_array_elements(${JSON.stringify(closedKeys.map((t) => t.outcome))}::jsonb))
       on conflict (scope, key) do nothing
     ),
     answers as (
       insert into wallet.idempotency (scope, key, request_hash, player_id, outcome)
-      select s, k, h, p, o from rows from (unnest(${answers.map((o) => o.scope)}::text[]), unnest(${answers.map((o) => o.key)}::text[]), unnest(${answers.map((o) => o.hash)}::text[]),
-                                          unnest(${answers.map((o) => o.player)}::uuid[]), jsonb_array_elements(${JSON.stringify(answers.map((o) => o.outcome))}::jsonb)) with ordinality as t(s, k, h, p, o, n)
+      select s, k, h, p, o from rows from (unnest(${pgArray(answers.map((o) => o.scope))}::text[]), unnest(${pgArray(answers.map((o) => o.key))}::text[]), unnest(${pgArray(answers.map((o) => o.hash))}::text[]),
+                                          unnest(${pgArray(answers.map((o) => o.player))}::uuid[]), jsonb_array_elements(${JSON.stringify(answers.map((o) => o.outcome))}::jsonb)) with ordinality as t(s, k, h, p, o, n)
       order by n
       on conflict (scope, key) do nothing
       returning 1

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { createTestDatabase, databaseKinds, testConfig, type TestDatabase } from '../../../test/support/databases.ts';
-import { openDatabase, PREPARED, type Database } from './database.ts';
+import fc from 'fast-check';
+import { openDatabase, pgArray, PREPARED, type Database } from './database.ts';
 
 for (const { kind, skip } of await databaseKinds()) {
   describe(`database (${kind})`, { skip }, () => {
@@ -35,6 +36,23 @@ for (const { kind, skip } of await databaseKinds()) {
       // A failing marked statement fails alone; the connection goes on.
       await assert.rejects(sql`${sql.raw(PREPARED)} select 1 / ${0}::int4`.execute(database.db), /division by zero/);
       assert.deepEqual((await statement(3, 'c').execute(database.db)).rows, [{ doubled: 6, label: 'c' }]);
+    });
+
+    it('pgArray: PostgreSQL reads back exactly the values given, whatever their characters', async () => {
+      const tricky = ['plain', '', 'NULL', 'null', 'a b', ' lead', 'x"y', 'back\\slash', 'a,b', '{}', '{x}', 'tab\there', 'nl\nx', 'é ünï 🎰', "it's", '\\"', null];
+      const read = async (values: readonly (string | null)[]) =>
+        (await sql<{ v: (string | null)[] }>`select ${pgArray(values)}::text[] as v`.execute(database.db)).rows[0]!.v;
+      assert.deepEqual(await read(tricky), tricky);
+      assert.deepEqual(await read([]), []);
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.option(fc.string({ unit: 'grapheme' }), { nil: null }), { maxLength: 8 }), async (values) => {
+          const clean = values.map((v) => (v === null ? null : v.replace(/\u0000/g, '')));
+          assert.deepEqual(await read(clean), clean);
+        }),
+        { numRuns: 150 },
+      );
+      const numbers = (await sql<{ v: string[] }>`select ${pgArray([1, -2n, 9_007_199_254_740_993n])}::int8[]::text[] as v`.execute(database.db)).rows[0]!.v;
+      assert.deepEqual(numbers, ['1', '-2', '9007199254740993']);
     });
 
     it('leader lock: one holder; when its connection dies it stops holding, and can take the lock again', async () => {

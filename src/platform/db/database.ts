@@ -256,3 +256,23 @@ export function tablesOf<T>(db: Trx): Transaction<T>;
 export function tablesOf<T>(db: Db | Trx): Kysely<T> | Transaction<T> {
   return db as unknown as Kysely<T>;
 }
+
+/** An array element that PostgreSQL reads as itself without quotes. */
+const PLAIN_ELEMENT = /^[\w.:+-]+$/;
+
+/**
+ * A PostgreSQL array literal ('{a,b,NULL}') of text, numbers or bigints, to pass as one
+ * text parameter cast to the array type (`${pgArray(ids)}::uuid[]`). pg would build the
+ * same literal from a JavaScript array, but quoting, escaping and concatenating every
+ * element; on the ledger's batch statement that was a tenth of the process's time.
+ * Elements are quoted only when they must be.
+ */
+export function pgArray(values: readonly (string | number | bigint | null | undefined)[]): string {
+  return `{${values.map(arrayElement).join(',')}}`;
+}
+
+function arrayElement(v: string | number | bigint | null | undefined): string {
+  if (v === null || v === undefined) return 'NULL';
+  const s = typeof v === 'string' ? v : String(v);
+  return PLAIN_ELEMENT.test(s) && !(s.length === 4 && s.toLowerCase() === 'null') ? s : `"${s.replace(/[\\"]/g, '\\$&')}"`;
+}

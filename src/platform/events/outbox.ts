@@ -1,6 +1,6 @@
 import { sql, type RawBuilder } from 'kysely';
 import { newId } from '../ids.ts';
-import type { Db, Trx } from '../db/database.ts';
+import { pgArray, type Db, type Trx } from '../db/database.ts';
 import type { EventEnvelope, EventType, NewEvent } from './types.ts';
 
 /** Writes events into the outbox inside the caller's transaction: they exist exactly when the state change does. */
@@ -41,8 +41,8 @@ export function outboxInsert(events: readonly NewEvent[], at: Date): RawBuilder<
   return sql`
     insert into platform.outbox (id, type, version, occurred_at, player_id, payload)
     select i, t, v, ${at.toISOString()}::timestamptz, p, d
-    from rows from (unnest(${events.map(() => newId())}::uuid[]), unnest(${events.map((e) => e.type)}::text[]), unnest(${events.map((e) => e.version ?? 1)}::int4[]),
-                    unnest(${events.map((e) => e.playerId)}::uuid[]), jsonb_array_elements(${JSON.stringify(events.map((e) => e.payload))}::jsonb)) with ordinality as x(i, t, v, p, d, n)
+    from rows from (unnest(${pgArray(events.map(() => newId()))}::uuid[]), unnest(${pgArray(events.map((e) => e.type))}::text[]), unnest(${pgArray(events.map((e) => e.version ?? 1))}::int4[]),
+                    unnest(${pgArray(events.map((e) => e.playerId))}::uuid[]), jsonb_array_elements(${JSON.stringify(events.map((e) => e.payload))}::jsonb)) with ordinality as x(i, t, v, p, d, n)
     order by n`;
 }
 
