@@ -1,6 +1,6 @@
 import { sql, type RawBuilder } from 'kysely';
 import { newId } from '../ids.ts';
-import { pgArray, type Db, type Trx } from '../db/database.ts';
+import { pgArray, PREPARED, type Db, type Trx } from '../db/database.ts';
 import type { EventEnvelope, EventType, NewEvent } from './types.ts';
 
 /** Writes events into the outbox inside the caller's transaction: they exist exactly when the state change does. */
@@ -51,15 +51,13 @@ export interface OutboxRow {
   envelope: EventEnvelope;
 }
 
-/** The oldest unpublished events, in commit order. */
+/**
+ * The oldest unpublished events, in commit order. Prepared: the relay runs it after
+ * every commit that wrote events, and planning it each time cost more than running it.
+ */
 export async function readUnpublished(db: Db | Trx, limit: number): Promise<OutboxRow[]> {
-  const rows = await db
-    .selectFrom('platform.outbox')
-    .select(['seq', 'id', 'type', 'version', 'occurred_at', 'player_id', 'payload'])
-    .where('published_at', 'is', null)
-    .orderBy('seq')
-    .limit(limit)
-    .execute();
+  const { rows } = await sql<{ seq: bigint; id: string; type: string; version: number; occurred_at: Date; player_id: string | null; payload: unknown }>`${sql.raw(PREPARED)}
+    select seq, id, type, version, occurred_at, player_id, payload from platform.outbox where published_at is null order by seq limit ${limit}`.execute(db);
   return rows.map((r) => ({
     seq: r.seq,
     envelope: {
@@ -73,9 +71,10 @@ export async function readUnpublished(db: Db | Trx, limit: number): Promise<Outb
   }));
 }
 
+/** Marks events published (one prepared statement whatever their number). */
 export async function markPublished(db: Db | Trx, seqs: readonly bigint[]): Promise<void> {
   if (seqs.length === 0) return;
-  await db.updateTable('platform.outbox').set({ published_at: new Date() }).where('seq', 'in', seqs).execute();
+  await sql`${sql.raw(PREPARED)} update platform.outbox set published_at = now() where seq = any(${pgArray(seqs)}::int8[])`.execute(db);
 }
 
 /** Events waiting to be published: the backlog metric reads it. */

@@ -10,6 +10,12 @@ const RELAY_LOCK = 7_344_002;
 export interface RelayOptions {
   pollMs: number;
   batchSize?: number;
+  /**
+   * The least time between the starts of two passes when commits keep waking the relay
+   * (ms): under load it then publishes a few larger batches instead of one tiny batch
+   * (two statements) per commit. An event waits at most this much longer.
+   */
+  minIntervalMs?: number;
   logger: Logger;
 }
 
@@ -29,13 +35,14 @@ export class OutboxRelay {
   #again = false;
   #stopped = true;
   #failures = 0;
+  #lastPass = Number.NEGATIVE_INFINITY;
   published = 0;
 
   constructor(database: Database, bus: EventBus, options: RelayOptions) {
     this.#database = database;
     this.#lock = database.leaderLock(RELAY_LOCK);
     this.#bus = bus;
-    this.#opts = { batchSize: 200, ...options };
+    this.#opts = { batchSize: 200, minIntervalMs: 20, ...options };
   }
 
   start(): void {
@@ -52,6 +59,13 @@ export class OutboxRelay {
     }
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
+    const wait = this.#lastPass + this.#opts.minIntervalMs - performance.now();
+    if (wait > 0) {
+      this.#timer = setTimeout(() => this.wake(), wait);
+      this.#timer.unref();
+      return;
+    }
+    this.#lastPass = performance.now();
     this.#running = this.#loop().finally(() => {
       this.#running = undefined;
       this.#schedule();
@@ -61,7 +75,7 @@ export class OutboxRelay {
   #schedule(): void {
     if (this.#stopped) return;
     const backoff = this.#failures === 0 ? this.#opts.pollMs : Math.min(10_000, 100 * 2 ** Math.min(this.#failures, 7));
-    const delay = this.#again ? 0 : backoff;
+    const delay = this.#again ? Math.max(0, this.#lastPass + this.#opts.minIntervalMs - performance.now()) : backoff;
     this.#again = false;
     this.#timer = setTimeout(() => this.wake(), delay);
     this.#timer.unref();
