@@ -7,6 +7,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { adminQuery, adminUrl, call, checkpoints, fmt, load, pgUrl, root, startServer, type LoadResult } from './lib.ts';
+import { RawHttpClient } from './raw-http.ts';
 
 const PLAYERS = Number(process.env.BENCH_PLAYERS ?? 200);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
@@ -32,6 +33,8 @@ const servers = [await startServer(env)];
 for (let i = 1; i < PROCESSES; i++) servers.push(await startServer(env));
 const urls = servers.map((s) => s.url);
 const cli = (args: string[]) => execFileSync(process.execPath, [resolve(root, 'bin/pitboss.js'), ...args], { env: { ...process.env, ...env, LOG_LEVEL: 'warn' }, encoding: 'utf8' }).trim();
+// The timed calls go through a lean keep-alive client (see raw-http.ts), one per server.
+const clients = new Map(urls.map((u) => [u, new RawHttpClient(u)]));
 
 try {
   // Players, funded, each with a game session.
@@ -100,7 +103,7 @@ try {
   const send = async (n: number, url: string): Promise<boolean> => {
     const b = bodies[n]!;
     const t0 = performance.now();
-    const res = await call(`${url}/providers/hub88/${b.path}`, 'POST', undefined, { 'content-type': 'application/json', 'x-hub88-signature': signatures[n]! }, b.body);
+    const res = await clients.get(url)!.request('POST', `/providers/hub88/${b.path}`, { 'content-type': 'application/json', 'x-hub88-signature': signatures[n]! }, b.body);
     calls++;
     if (b.kind === 'bet') betLatencies.push(performance.now() - t0);
     const ok = res.status === 200 && res.body.includes('"RS_OK"');
@@ -133,7 +136,7 @@ try {
   const balanceLatencies: number[] = [];
   const readBalance = async (i: number) => {
     const t0 = performance.now();
-    const ok = (await call(`${urls[i % urls.length]}/v1/players/${players[(i * 7919) % players.length]!.id}/balance`, 'GET', undefined, staff)).status === 200;
+    const ok = (await clients.get(urls[i % urls.length]!)!.request('GET', `/v1/players/${players[(i * 7919) % players.length]!.id}/balance`, staff)).status === 200;
     balanceLatencies.push(performance.now() - t0);
     return ok;
   };
@@ -190,6 +193,7 @@ try {
   const check = cli(['ledger', 'verify']);
   console.log(`ledger verify after the run: ${check.split('\n')[0]}`);
 } finally {
+  for (const c of clients.values()) c.close();
   for (const s of servers) await s.stop();
   await adminQuery(`drop database if exists ${dbName} with (force)`);
   await adminQuery(`drop database if exists ${pgbenchDb} with (force)`);
