@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { Agent, request } from 'node:http';
 import { resolve } from 'node:path';
 import pg from 'pg';
@@ -125,3 +127,37 @@ export async function load(opts: { concurrency: number; total?: number; seconds?
 
 export const fmt = (r: LoadResult): string =>
   `${r.perSecond.toFixed(1)}/s over ${r.requests} requests (${r.errors} errors), p50 ${r.p50.toFixed(2)} ms, p95 ${r.p95.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`;
+
+/** CPU seconds used so far by the given processes and by every PostgreSQL process (Linux /proc), and the machine's idle seconds. */
+export function cpuSnapshot(serverPids: readonly number[]): { servers: number; postgres: number; self: number; idle: number } | undefined {
+  try {
+    const tick = 100; // USER_HZ on Linux
+    const used = (pid: number | string): number => {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / tick;
+    };
+    let postgres = 0;
+    for (const pid of readdirSync('/proc')) {
+      if (!/^\d+$/.test(pid)) continue;
+      try {
+        if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres') postgres += used(pid);
+      } catch {
+        // the process ended meanwhile
+      }
+    }
+    const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.split(/\s+/);
+    const idle = (Number(cpu[4]) + Number(cpu[5])) / tick;
+    const self = process.cpuUsage();
+    return { servers: serverPids.reduce((sum, pid) => sum + used(pid), 0), postgres, self: (self.user + self.system) / 1e6, idle };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where the cores went between two snapshots, as shares of one core. */
+export function cpuShares(before: ReturnType<typeof cpuSnapshot>, after: ReturnType<typeof cpuSnapshot>, seconds: number): string {
+  if (!before || !after) return 'CPU shares unavailable (no /proc)';
+  const pct = (a: number, b: number) => `${((100 * (b - a)) / seconds).toFixed(0)}%`;
+  return `CPU, as % of one core: server ${pct(before.servers, after.servers)}, PostgreSQL ${pct(before.postgres, after.postgres)}, load generator ${pct(before.self, after.self)}, idle ${pct(before.idle, after.idle)} (of ${availableParallelism() * 100}%)`;
+}

@@ -6,7 +6,7 @@ import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { adminQuery, adminUrl, call, checkpoints, fmt, load, pgUrl, root, startServer, type LoadResult } from './lib.ts';
+import { adminQuery, adminUrl, call, checkpoints, cpuShares, cpuSnapshot, fmt, load, pgUrl, root, startServer, type LoadResult } from './lib.ts';
 import { RawHttpClient } from './raw-http.ts';
 
 const PLAYERS = Number(process.env.BENCH_PLAYERS ?? 200);
@@ -152,8 +152,12 @@ try {
   statusErrors = 0;
   calls = 0;
   const checkpointsBefore = await checkpoints();
+  const serverPids = servers.map((s) => s.child.pid!);
+  const cpuBefore = cpuSnapshot(serverPids);
   const saturated = await load({ concurrency: CONCURRENCY, seconds: SECONDS, next: fire });
+  const cpuAfter = cpuSnapshot(serverPids);
   const peak = summarize(`saturation (${CONCURRENCY} callers, ${SECONDS}s)`, saturated, betLatencies);
+  console.log(`  ${cpuShares(cpuBefore, cpuAfter, saturated.seconds)}`);
   console.log(`  ledger batches: ${await batchStats(urls[0]!)}; PostgreSQL checkpoints during the run: ${(await checkpoints()) - checkpointsBefore}`);
 
   // Open loop at a fixed rate of bets (wins ride along), with balance reads at their own
