@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
 import { sql } from 'kysely';
@@ -33,6 +34,7 @@ describe('pitboss --help', () => {
       [['seed', '--help'], [/Usage: pitboss seed/, /--count <n>/, /--concurrency <n>/]],
       [['audit', 'verify', '--help'], [/Usage: pitboss audit verify/, /--json/]],
       [['audit', 'checkpoint', '--help'], [/Usage: pitboss audit checkpoint/]],
+      [['events', 'replay', '--help'], [/Usage: pitboss events replay/, /--id <ids\.\.\.>/, /--consumer <name>/, /--all/]],
     ];
     // An invalid setting proves help never loads the configuration (or opens a database).
     const runs = await inBatches(cases, 2, ([args]) => pitboss(args, { PORT: 'abc' }));
@@ -159,6 +161,30 @@ describe('pitboss against PostgreSQL', { skip: await serviceSkip('postgres') }, 
     assert.match(tampered.stdout, /: TAMPERED\n/);
     assert.ok(tampered.stdout.includes(`  chain ${victim.chain} seq ${victim.seq}: content does not match its hash (changed)\n`), tampered.stdout);
     assert.equal(tampered.stdout.split('\n').filter((l) => l.startsWith('  chain ')).length, 1, 'one problem, nothing else');
+  });
+
+  it('events dead-letters lists what the bus gave up on; events replay wants a selection (exit 2) and exits 1 while one stays dead-lettered', async () => {
+    const event = { id: randomUUID(), type: 'player.status_changed', version: 1, occurredAt: new Date().toISOString(), playerId: null, payload: {} };
+    const { id } = await database.db
+      .insertInto('platform.dead_letters')
+      .values({ consumer: 'test.nobody', event_id: event.id, event: JSON.stringify(event), error: 'boom', attempts: 3 })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    const listed = await pitboss(['events', 'dead-letters', '--json'], env);
+    assert.equal(listed.code, 0, show(listed));
+    const letters = JSON.parse(listed.stdout) as { id: string; consumer: string; eventId: string; attempts: number; error: string }[];
+    assert.deepEqual(
+      letters.map((l) => [l.id, l.consumer, l.eventId, l.attempts, l.error]),
+      [[String(id), 'test.nobody', event.id, 3, 'boom']],
+    );
+    const [unsaid, badId] = await Promise.all([pitboss(['events', 'replay'], env), pitboss(['events', 'replay', '--id', 'x1'], env)]);
+    assert.equal(unsaid.code, 2, show(unsaid));
+    assert.equal(badId.code, 2, show(badId));
+    // No consumer of that name runs here: it stays, and the command says so.
+    const kept = await pitboss(['events', 'replay', '--id', String(id)], env);
+    assert.equal(kept.code, 1, show(kept));
+    assert.ok(kept.stdout.includes(`${id}\ttest.nobody\t${event.id}\tunknown-consumer\n`), show(kept));
+    assert.equal(await count('platform.dead_letters'), 1);
   });
 
   it('an invalid configuration exits 2 with a message naming the variable', async () => {

@@ -9,6 +9,7 @@ import { MAX_TOKEN_TTL_SECONDS } from '../platform/kernel.ts';
 import { isUuid } from '../platform/ids.ts';
 import { createRuntime, createServer, VERSION } from '../app/runtime.ts';
 import { verifyLedger } from '../modules/wallet/index.ts';
+import { listDeadLetters, replayDeadLetters } from '../platform/events/dead-letters.ts';
 import { parseDuration } from './duration.ts';
 import { seedPlayers } from './seed.ts';
 import { identityModule, type GrantType, type IdentityApi } from '../modules/identity/index.ts';
@@ -186,6 +187,52 @@ ledger
         for (const p of report.problems) process.stdout.write(`  ${p.check}: ${p.detail}\n`);
       }
       process.exitCode = report.ok ? 0 : 1;
+    } finally {
+      await runtime.close();
+    }
+  });
+
+const events = program.command('events').description("Events the in-process bus gave up on (platform.dead_letters). With RabbitMQ they are in the queues pitboss.<consumer>.dlq instead.");
+events
+  .command('dead-letters')
+  .description('List dead-lettered events, oldest first.')
+  .option('--consumer <name>', "only this consumer's")
+  .option('--json', 'print them as JSON')
+  .action(async (opts: { consumer?: string; json?: boolean }) => {
+    const runtime = await createRuntime(config(), { migrate: false });
+    try {
+      const letters = await listDeadLetters(runtime.database.db, opts.consumer ? { consumer: opts.consumer } : { all: true });
+      if (opts.json) process.stdout.write(`${JSON.stringify(letters, null, 2)}\n`);
+      else {
+        for (const l of letters) process.stdout.write(`${l.id}\t${l.failedAt}\t${l.consumer}\t${l.type}\t${l.eventId}\tattempts ${l.attempts}\t${l.error}\n`);
+        process.stdout.write(`${letters.length} dead letter(s)\n`);
+      }
+    } finally {
+      await runtime.close();
+    }
+  });
+events
+  .command('replay')
+  .description('Hand dead-lettered events to their consumers again (once the cause is fixed); each is removed once handled, and kept with the new error if it fails again.')
+  .option('--id <ids...>', 'these dead letters (ids from `events dead-letters`)')
+  .option('--consumer <name>', "all of this consumer's")
+  .option('--all', 'all of them')
+  .action(async (opts: { id?: string[]; consumer?: string; all?: boolean }) => {
+    const chosen = [opts.id !== undefined, opts.consumer !== undefined, opts.all === true].filter(Boolean).length;
+    if (chosen !== 1 || (opts.id ?? []).some((id) => !/^\d{1,18}$/.test(id))) {
+      process.stderr.write('Say which: --id <ids...> (numbers), --consumer <name> or --all.\n');
+      process.exitCode = 2;
+      return;
+    }
+    const runtime = await createRuntime(config(), { migrate: false });
+    try {
+      const consumers = [...runtime.modules.values()].flatMap((m) => m.consumers ?? []);
+      const selection = opts.id ? { ids: opts.id } : opts.consumer ? { consumer: opts.consumer } : { all: true as const };
+      const results = await replayDeadLetters(runtime.database.db, consumers, selection, runtime.logger);
+      for (const r of results) process.stdout.write(`${r.id}\t${r.consumer}\t${r.eventId}\t${r.outcome}${r.error ? `\t${r.error}` : ''}\n`);
+      const left = results.filter((r) => r.outcome === 'failed' || r.outcome === 'unknown-consumer').length;
+      process.stdout.write(`${results.length} replayed, ${left} still dead-lettered\n`);
+      process.exitCode = left > 0 ? 1 : 0;
     } finally {
       await runtime.close();
     }

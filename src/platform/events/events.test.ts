@@ -10,6 +10,7 @@ import type { Db, Trx } from '../db/database.ts';
 import type { createKernel } from '../kernel.ts';
 import type { Consumer } from './bus.ts';
 import { InProcessBus } from './in-process-bus.ts';
+import { listDeadLetters, replayDeadLetters } from './dead-letters.ts';
 import { deliver, pruneInbox } from './inbox.ts';
 import { OutboxRelay } from './relay.ts';
 import type { EventEnvelope, NewEvent } from './types.ts';
@@ -59,6 +60,8 @@ for (const { kind, skip } of await databaseKinds()) {
     let db: Db;
     /** How many times the consumer's handler ran, by event id (inbox duplicates never reach it). */
     const calls = new Map<string, number>();
+    /** While set, events whose reason starts with "until-fixed" fail (a bug an operator then fixes). */
+    let broken = true;
 
     // Writes one effect row per event in the inbox's transaction; reasons starting with
     // "poison" always throw, so a poisoned event can never be handled.
@@ -70,6 +73,7 @@ for (const { kind, skip } of await databaseKinds()) {
         calls.set(event.id, call);
         const { reason } = event.payload as { reason: string };
         if (reason.startsWith('poison')) throw new Error(`poisoned event ${event.id}`);
+        if (reason.startsWith('until-fixed') && broken) throw new Error(`not fixed yet: ${event.id}`);
         if (reason.startsWith('flaky') && call === 1) throw new Error(`transient failure on ${event.id}`);
         await sql`insert into public.test_effects (event_id, player_id, reason) values (${event.id}, ${event.playerId}, ${reason})`.execute(trx);
       },
@@ -207,6 +211,50 @@ for (const { kind, skip } of await databaseKinds()) {
         (await effectsOf(db, playerId)).map((e) => e.reason),
         reasons,
       );
+    });
+
+    it('replays dead letters once their cause is fixed: handled once, removed; a failure keeps them; a handled event counts as a duplicate', async () => {
+      const playerId = randomUUID();
+      const [event] = await runtime.kernel.transaction(ctx, async (uow) => {
+        await uow.emit(statusChanged(playerId, 'until-fixed'));
+        return uow.trx.selectFrom('platform.outbox').select(['id']).where('player_id', '=', playerId).execute();
+      });
+      const mine = async () => (await listDeadLetters(db, { consumer: recorder.name })).filter((l) => l.eventId === event!.id);
+      const [letter] = await waitFor('the dead letter', async () => ((await mine()).length > 0 ? mine() : undefined));
+      assert.equal(letter!.attempts, MAX_ATTEMPTS);
+      assert.equal(letter!.type, 'player.status_changed');
+
+      // Still broken: it fails again and stays, one attempt more.
+      const [again] = await replayDeadLetters(db, [recorder], { ids: [letter!.id] }, runtime.logger);
+      assert.equal(again!.outcome, 'failed');
+      assert.match(again!.error!, /not fixed yet/);
+      assert.equal((await mine())[0]!.attempts, MAX_ATTEMPTS + 1);
+      assert.equal((await effectsOf(db, playerId)).length, 0);
+
+      // A consumer this process does not run: kept.
+      const [elsewhere] = await replayDeadLetters(db, [], { ids: [letter!.id] }, runtime.logger);
+      assert.equal(elsewhere!.outcome, 'unknown-consumer');
+      assert.equal((await mine()).length, 1);
+
+      broken = false;
+      const [fixed] = await replayDeadLetters(db, [recorder], { ids: [letter!.id] }, runtime.logger);
+      assert.equal(fixed!.outcome, 'processed');
+      assert.deepEqual((await effectsOf(db, playerId)).map((e) => e.reason), ['until-fixed']);
+      assert.deepEqual(await mine(), []);
+      assert.deepEqual(await replayDeadLetters(db, [recorder], { ids: [letter!.id] }, runtime.logger), []);
+
+      // A dead letter whose event was handled after all (say, replayed from a copy): a duplicate, removed, no second effect.
+      const handled = (await sql<{ event_id: string }>`select event_id from public.test_effects where player_id = ${playerId}`.execute(db)).rows[0]!.event_id;
+      const envelope: EventEnvelope = { id: handled, type: 'player.status_changed', version: 1, occurredAt: new Date().toISOString(), playerId, payload: { playerId, from: 'active', to: 'blocked', reason: 'until-fixed' } };
+      const { id } = await db
+        .insertInto('platform.dead_letters')
+        .values({ consumer: recorder.name, event_id: handled, event: JSON.stringify(envelope), error: 'copy', attempts: 1 })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      const [copy] = await replayDeadLetters(db, [recorder], { ids: [String(id)] }, runtime.logger);
+      assert.equal(copy!.outcome, 'duplicate');
+      assert.equal((await effectsOf(db, playerId)).length, 1);
+      assert.equal(calls.get(handled), MAX_ATTEMPTS + 2, 'the handler ran for the duplicate');
     });
 
     it('forgets handled events past the inbox retention, and only those', async () => {
