@@ -10,6 +10,7 @@ import { isUuid } from '../platform/ids.ts';
 import { createRuntime, createServer, VERSION } from '../app/runtime.ts';
 import { verifyLedger } from '../modules/wallet/index.ts';
 import { listDeadLetters, replayDeadLetters } from '../platform/events/dead-letters.ts';
+import { deadLetterQueueName, queueName, requeueDeadLetters } from '../platform/events/amqp-bus.ts';
 import { parseDuration } from './duration.ts';
 import { seedPlayers } from './seed.ts';
 import { identityModule, type GrantType, type IdentityApi } from '../modules/identity/index.ts';
@@ -192,7 +193,7 @@ ledger
     }
   });
 
-const events = program.command('events').description("Events the in-process bus gave up on (platform.dead_letters). With RabbitMQ they are in the queues pitboss.<consumer>.dlq instead.");
+const events = program.command('events').description('Events a consumer gave up on: platform.dead_letters (in-process bus) and, with RabbitMQ, the queues pitboss.<consumer>.dlq.');
 events
   .command('dead-letters')
   .description('List dead-lettered events, oldest first.')
@@ -213,7 +214,7 @@ events
   });
 events
   .command('replay')
-  .description('Hand dead-lettered events to their consumers again (once the cause is fixed); each is removed once handled, and kept with the new error if it fails again.')
+  .description('Hand dead-lettered events to their consumers again (once the cause is fixed); each is removed once handled, and kept with the new error if it fails again. With AMQP_URL, --consumer and --all also move the messages of pitboss.<consumer>.dlq back to pitboss.<consumer>.')
   .option('--id <ids...>', 'these dead letters (ids from `events dead-letters`)')
   .option('--consumer <name>', "all of this consumer's")
   .option('--all', 'all of them')
@@ -230,8 +231,21 @@ events
       const selection = opts.id ? { ids: opts.id } : opts.consumer ? { consumer: opts.consumer } : { all: true as const };
       const results = await replayDeadLetters(runtime.database.db, consumers, selection, runtime.logger);
       for (const r of results) process.stdout.write(`${r.id}\t${r.consumer}\t${r.eventId}\t${r.outcome}${r.error ? `\t${r.error}` : ''}\n`);
-      const left = results.filter((r) => r.outcome === 'failed' || r.outcome === 'unknown-consumer').length;
+      let left = results.filter((r) => r.outcome === 'failed' || r.outcome === 'unknown-consumer').length;
       process.stdout.write(`${results.length} replayed, ${left} still dead-lettered\n`);
+      // With RabbitMQ, a consumer's dead letters wait in its queue's .dlq: back to its queue.
+      const amqpUrl = runtime.config.amqpUrl;
+      if (amqpUrl && !opts.id) {
+        for (const name of opts.consumer ? [opts.consumer] : consumers.map((c) => c.name)) {
+          try {
+            const moved = await requeueDeadLetters(amqpUrl, name);
+            process.stdout.write(`moved ${moved} message(s) from ${deadLetterQueueName(name)} back to ${queueName(name)}\n`);
+          } catch (error) {
+            left++;
+            process.stdout.write(`could not move ${deadLetterQueueName(name)}: ${error instanceof Error ? error.message : String(error)}\n`);
+          }
+        }
+      }
       process.exitCode = left > 0 ? 1 : 0;
     } finally {
       await runtime.close();

@@ -185,3 +185,43 @@ export class AmqpBus implements EventBus {
     await this.#model?.close().catch(() => {});
   }
 }
+
+/** Headers the broker adds when it dead-letters a message; the message goes back without them. */
+const BROKER_HEADERS = /^x-(death|first-death-|last-death-|delivery-count)/;
+
+/**
+ * Moves the messages of a consumer's dead-letter queue back to its queue, once the cause
+ * is fixed. Each is published again with a publisher confirm and only then removed from
+ * the dead-letter queue, so a crash in between leaves a copy in both, and the consumer's
+ * inbox drops the repeat. Returns how many it moved (none when the queues do not exist).
+ */
+export async function requeueDeadLetters(url: string, consumerName: string): Promise<number> {
+  const model = await connect(url);
+  try {
+    const channel = await model.createConfirmChannel();
+    const queue = queueName(consumerName);
+    const dlq = deadLetterQueueName(consumerName);
+    channel.on('error', () => {});
+    try {
+      await channel.checkQueue(queue);
+      await channel.checkQueue(dlq);
+    } catch (error) {
+      // The consumer never subscribed to this broker: it has nothing dead-lettered here.
+      if ((error as { code?: number }).code === 404) return 0;
+      throw error;
+    }
+    let moved = 0;
+    for (;;) {
+      const message = await channel.get(dlq, { noAck: false });
+      if (!message) return moved;
+      const p = message.properties;
+      const headers = Object.fromEntries(Object.entries((p.headers ?? {}) as Record<string, unknown>).filter(([name]) => !BROKER_HEADERS.test(name)));
+      channel.sendToQueue(queue, message.content, { persistent: true, contentType: p.contentType as string | undefined, messageId: p.messageId as string | undefined, type: p.type as string | undefined, timestamp: p.timestamp as number | undefined, headers });
+      await channel.waitForConfirms();
+      channel.ack(message);
+      moved++;
+    }
+  } finally {
+    await model.close();
+  }
+}

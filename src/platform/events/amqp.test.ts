@@ -12,7 +12,7 @@ import { startTcpProxy, type TcpProxy } from '../../../test/support/tcp-proxy.ts
 import { systemContext } from '../auth/principal.ts';
 import type { Db, Trx } from '../db/database.ts';
 import type { createKernel } from '../kernel.ts';
-import { AmqpBus, deadLetterQueueName, queueName } from './amqp-bus.ts';
+import { AmqpBus, deadLetterQueueName, queueName, requeueDeadLetters } from './amqp-bus.ts';
 import type { Consumer } from './bus.ts';
 import { OutboxRelay } from './relay.ts';
 import type { EventEnvelope, NewEvent } from './types.ts';
@@ -87,11 +87,14 @@ describe('RabbitMQ event bus against the real broker', { skip }, () => {
       await sql`insert into public.test_effects (event_id, player_id, reason) values (${event.id}, ${event.playerId}, ${reason})`.execute(trx);
     },
   };
+  /** Set once "the bug" of the failing consumer is fixed: it then handles events. */
+  let failingFixed = false;
   const failing: Consumer = {
     name: `test-${runId}.failing`,
     events: ['player.registered'],
     async handle(event: EventEnvelope) {
       failingCalls.set(event.id, (failingCalls.get(event.id) ?? 0) + 1);
+      if (failingFixed) return;
       throw new Error(`cannot handle ${event.id}`);
     },
   };
@@ -240,6 +243,27 @@ describe('RabbitMQ event bus against the real broker', { skip }, () => {
     assert.equal(deaths?.[0]?.queue, queueName(failing.name));
     assert.equal((await adminChannel.checkQueue(dlq)).messageCount, 0);
     assert.notEqual((await outboxOf(playerId))[0]!.published_at, null);
+  });
+
+  it('moves dead letters back to the consumer’s queue once the cause is fixed: handled once, the dead-letter queue empty', async () => {
+    const playerId = randomUUID();
+    await emit(registered(playerId));
+    const id = (await outboxOf(playerId))[0]!.id;
+    const dlq = deadLetterQueueName(failing.name);
+    await waitFor(`a message in ${dlq}`, async () => ((await adminChannel.checkQueue(dlq)).messageCount > 0 ? true : undefined), 20_000);
+    assert.equal(failingCalls.get(id), MAX_ATTEMPTS);
+
+    failingFixed = true;
+    try {
+      assert.equal(await requeueDeadLetters(AMQP_URL, failing.name), 1);
+      await waitFor('the event to be handled from its queue', () => (failingCalls.get(id) === MAX_ATTEMPTS + 1 ? true : undefined));
+      const inbox = await db.selectFrom('platform.inbox').select('event_id').where('consumer', '=', failing.name).where('event_id', '=', id).execute();
+      assert.equal(inbox.length, 1, 'handled through the inbox');
+      assert.equal((await adminChannel.checkQueue(dlq)).messageCount, 0);
+      assert.equal(await requeueDeadLetters(AMQP_URL, failing.name), 0);
+    } finally {
+      failingFixed = false;
+    }
   });
 
   // Regression: a nack-requeued event came back after the ones the consumer had prefetched, so the player's later events overtook it.
