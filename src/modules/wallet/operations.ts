@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../../platform/hash.ts';
 import canonicalize from 'canonicalize';
 import type { NewEvent } from '../../platform/events/types.ts';
 import { HOUSE } from './engine.ts';
@@ -40,8 +40,7 @@ function jsonValue(value: unknown): unknown {
 
 /** sha256 of the canonical JSON (RFC 8785) of a request: what makes "the same request". */
 export function requestHash(request: unknown): string {
-  const text = canonicalize(jsonValue(request)) ?? '';
-  return createHash('sha256').update(text).digest('hex');
+  return sha256Hex(canonicalize(jsonValue(request)) ?? '');
 }
 
 export function idempotency(scope: string, key: string, request: unknown): IdempotencyKey {

@@ -122,5 +122,5 @@ export async function setPaymentStatus(db: WalletDb, id: string, status: Payment
  * retention must outlast every provider's and client's retry window (4 months minimum).
  */
 export async function pruneIdempotency(db: WalletDb, olderThan: Date, chunk = 10_000): Promise<number> {
-  return deleteOlderThan(db as unknown as Kysely<never>, 'wallet.idempotency', 'created_at', olderThan, chunk);
+  return deleteOlderThan(db, 'wallet.idempotency', 'created_at', olderThan, chunk);
 }

@@ -1,10 +1,10 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type QueryExecutorProvider } from 'kysely';
 
 /**
  * Deletes the rows of `table` whose `column` is before `olderThan`, a chunk at a time,
  * so no long transaction or lock holds up the writers of that table. Returns how many.
  */
-export async function deleteOlderThan(db: Kysely<never>, table: string, column: string, olderThan: Date, chunk = 10_000): Promise<number> {
+export async function deleteOlderThan(db: QueryExecutorProvider, table: string, column: string, olderThan: Date, chunk = 10_000): Promise<number> {
   let total = 0;
   for (;;) {
     const result = await sql<{ n: number }>`

@@ -42,5 +42,5 @@ export async function recordDeadLetter(db: Db, consumer: Consumer, event: EventE
  * relay or broker outage, a dead letter replayed late).
  */
 export async function pruneInbox(db: Db, olderThan: Date): Promise<number> {
-  return deleteOlderThan(db as never, 'platform.inbox', 'processed_at', olderThan);
+  return deleteOlderThan(db, 'platform.inbox', 'processed_at', olderThan);
 }

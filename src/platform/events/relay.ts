@@ -74,10 +74,14 @@ export class OutboxRelay {
 
   #schedule(): void {
     if (this.#stopped) return;
+    if (this.#again) {
+      // Woken while it ran: the next pass, no sooner than the least interval (wake() waits it out).
+      this.#again = false;
+      this.wake();
+      return;
+    }
     const backoff = this.#failures === 0 ? this.#opts.pollMs : Math.min(10_000, 100 * 2 ** Math.min(this.#failures, 7));
-    const delay = this.#again ? Math.max(0, this.#lastPass + this.#opts.minIntervalMs - performance.now()) : backoff;
-    this.#again = false;
-    this.#timer = setTimeout(() => this.wake(), delay);
+    this.#timer = setTimeout(() => this.wake(), backoff);
     this.#timer.unref();
   }
 
