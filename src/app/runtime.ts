@@ -53,7 +53,7 @@ export interface RuntimeOptions {
 /** Opens storage and cache, migrates, and builds every module (no HTTP, no relay). */
 export async function createRuntime(config: Config, options: RuntimeOptions = {}): Promise<Runtime> {
   const logger = options.logger ?? createLogger(config.logLevel);
-  const database = await openDatabase(config);
+  const database = await openDatabase(config, (err) => logger.warn({ err }, 'an idle database connection broke; the pool opens a new one'));
   let cache: Cache | undefined;
   try {
     const names = selectedModules(config, allModules.map((m) => m.name));

@@ -38,6 +38,23 @@ for (const { kind, skip } of await databaseKinds()) {
       assert.deepEqual((await statement(3, 'c').execute(database.db)).rows, [{ doubled: 6, label: 'c' }]);
     });
 
+    it('an idle pool connection that PostgreSQL ends is reported and replaced, not a crash', { skip: kind !== 'postgres' }, async () => {
+      const broken: Error[] = [];
+      const other = await openDatabase(testConfig(tdb, { DATABASE_POOL_SIZE: '1' }), (e) => broken.push(e));
+      try {
+        const pid = async () => (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(other.db)).rows[0]!.pid;
+        const first = await pid();
+        // As a restart or failover would: the server ends the session while the pool holds it idle.
+        await sql`select pg_terminate_backend(${first})`.execute(database.db);
+        for (let i = 0; i < 200 && broken.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+        assert.equal(broken.length, 1);
+        assert.match(broken[0]!.message, /terminating connection/);
+        assert.notEqual(await pid(), first, 'the next statement runs on a new connection');
+      } finally {
+        await other.close();
+      }
+    });
+
     it('pgArray: PostgreSQL reads back exactly the values given, whatever their characters', async () => {
       const tricky = ['plain', '', 'NULL', 'null', 'a b', ' lead', 'x"y', 'back\\slash', 'a,b', '{}', '{x}', 'tab\there', 'nl\nx', 'é ünï 🎰', "it's", '\\"', null];
       const read = async (values: readonly (string | null)[]) =>

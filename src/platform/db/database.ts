@@ -143,7 +143,15 @@ class PreparingClient extends pg.Client {
   }
 }
 
-function pgPool(url: string, max: number): pg.Pool {
+/**
+ * A pool connection that breaks while idle (PostgreSQL restarted, failed over, or an
+ * administrator ended the session) is dropped by the pool, which reports it here; the
+ * next statement opens a new one. Without a listener the pool's 'error' event would
+ * crash the process.
+ */
+type IdleError = (error: Error) => void;
+
+function pgPool(url: string, max: number, onIdleError: IdleError): pg.Pool {
   const types = {
     getTypeParser: (oid: number, format?: 'text' | 'binary'): ((value: string) => unknown) => {
       if (oid === INT8) return parseInt8;
@@ -151,14 +159,19 @@ function pgPool(url: string, max: number): pg.Pool {
       return pg.types.getTypeParser(oid, format ?? 'text') as (value: string) => unknown;
     },
   };
-  return new pg.Pool({ connectionString: url, max, types: types, Client: PreparingClient });
+  const pool = new pg.Pool({ connectionString: url, max, types: types, Client: PreparingClient });
+  pool.on('error', onIdleError);
+  return pool;
 }
 
-export async function openDatabase(config: Pick<Config, 'databaseUrl' | 'databaseReadUrl' | 'databasePoolSize' | 'dataDir'>): Promise<Database> {
+export async function openDatabase(
+  config: Pick<Config, 'databaseUrl' | 'databaseReadUrl' | 'databasePoolSize' | 'dataDir'>,
+  onIdleError: IdleError = () => {},
+): Promise<Database> {
   if (config.databaseUrl) {
-    const primary = new Kysely<PlatformTables>({ dialect: new PostgresDialect({ pool: pgPool(config.databaseUrl, config.databasePoolSize) }) });
+    const primary = new Kysely<PlatformTables>({ dialect: new PostgresDialect({ pool: pgPool(config.databaseUrl, config.databasePoolSize, onIdleError) }) });
     const replica = config.databaseReadUrl
-      ? new Kysely<PlatformTables>({ dialect: new PostgresDialect({ pool: pgPool(config.databaseReadUrl, config.databasePoolSize) }) })
+      ? new Kysely<PlatformTables>({ dialect: new PostgresDialect({ pool: pgPool(config.databaseReadUrl, config.databasePoolSize, onIdleError) }) })
       : undefined;
     return {
       kind: 'postgres',
