@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { hash, verify } from '@node-rs/argon2';
+import { limiter } from '../../platform/limit.ts';
 
 // @node-rs/argon2's Algorithm is a const enum, which type stripping cannot inline: 2 is Argon2id.
 const ARGON2ID = 2;
@@ -7,9 +9,21 @@ const ARGON2ID = 2;
 /** OWASP's argon2id baseline: 19 MiB memory, 2 iterations, 1 lane. */
 export const ARGON2_PARAMS = { algorithm: ARGON2ID, memoryCost: 19_456, timeCost: 2, parallelism: 1 } as const;
 
-export const hashPassword = (password: string): Promise<string> => hash(password, ARGON2_PARAMS);
+/**
+ * Each argon2id job holds one of libuv's pool threads (4 unless UV_THREADPOOL_SIZE says
+ * otherwise) and 19 MiB for tens of milliseconds. A burst of sign-ins (or a credential
+ * stuffing attack) queues here rather than taking every pool thread, which the Hub88
+ * signature checks of every bet and win, and file reads, share; running more jobs at
+ * once than there are cores would not finish them sooner anyway.
+ */
+// libuv's own setting, read as libuv reads it: not Pitboss configuration.
+// eslint-disable-next-line no-restricted-syntax
+const POOL = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+const hashing = limiter(Math.max(1, Math.min(availableParallelism(), POOL - 2)));
 
-export const verifyPassword = (encoded: string, password: string): Promise<boolean> => verify(encoded, password);
+export const hashPassword = (password: string): Promise<string> => hashing(() => hash(password, ARGON2_PARAMS));
+
+export const verifyPassword = (encoded: string, password: string): Promise<boolean> => hashing(() => verify(encoded, password));
 
 let dummy: Promise<string> | undefined;
 

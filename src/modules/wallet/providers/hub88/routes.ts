@@ -61,7 +61,7 @@ export function hub88Routes(kernel: Kernel, service: Hub88Wallet, key: KeyObject
 
   async function handle<E extends Endpoint>(endpoint: E, raw: Buffer, signature: string | string[] | undefined): Promise<{ body: Hub88Reply; code: number }> {
     // First of all, before parsing or touching the database.
-    if (!verifyHub88(key, raw, signature)) return { body: { status: 'RS_ERROR_INVALID_SIGNATURE' }, code: 200 };
+    if (!(await verifyHub88(key, raw, signature))) return { body: { status: 'RS_ERROR_INVALID_SIGNATURE' }, code: 200 };
     const parsed = parseRequest(endpoint, raw);
     if (!parsed.ok) return { body: parsed.reply, code: 200 };
     const requestUuid = (parsed.value as { request_uuid: string }).request_uuid;
