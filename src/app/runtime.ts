@@ -120,6 +120,8 @@ export interface Server {
   shutdown(): Promise<void>;
 }
 
+const PRUNE_EVERY_MS = 600_000;
+
 /** The server: HTTP, the event bus with every module's consumers, the outbox relay and scheduled jobs. */
 export async function createServer(runtime: Runtime): Promise<Server> {
   const { config, logger, database, kernel, cache } = runtime;
@@ -179,8 +181,9 @@ export async function createServer(runtime: Runtime): Promise<Server> {
   };
   const timers = [
     setInterval(whenLeader(() => writeCheckpoint(database.db, kernel.keys), 'audit checkpoint'), config.auditCheckpointSeconds * 1000),
-    setInterval(whenLeader(() => pruneOutbox(database.db, new Date(Date.now() - 7 * 86_400_000)), 'outbox prune'), 3_600_000),
-    setInterval(whenLeader(() => pruneInbox(database.db, new Date(Date.now() - config.inboxRetentionDays * 86_400_000)), 'inbox prune'), 3_600_000),
+    // Every 10 minutes, so that at wallet rates each run deletes a few minutes' worth of rows, not hours'.
+    setInterval(whenLeader(() => pruneOutbox(database.db, new Date(Date.now() - config.outboxRetentionHours * 3_600_000)), 'outbox prune'), PRUNE_EVERY_MS),
+    setInterval(whenLeader(() => pruneInbox(database.db, new Date(Date.now() - config.inboxRetentionDays * 86_400_000)), 'inbox prune'), PRUNE_EVERY_MS),
   ];
   for (const t of timers) t.unref();
 

@@ -102,6 +102,7 @@ export const settings = {
   amqpUrl: setting('AMQP_URL', '', 'RabbitMQ URL for the event bus. Unset: in-process event bus.', optionalUrl(['amqp:', 'amqps:'])),
   amqpExchange: setting('AMQP_EXCHANGE', 'pitboss.events', 'Topic exchange events are published to.', str),
   outboxPollMs: setting('OUTBOX_POLL_MS', '200', 'How often the outbox relay looks for unpublished events when not woken by a commit (ms).', int(10, 60000)),
+  outboxRetentionHours: setting('OUTBOX_RETENTION_HOURS', '168', 'Hours a published event stays in platform.outbox (to inspect or publish again by hand) before the housekeeping process deletes it.', int(1, 87600)),
   inboxRetentionDays: setting('INBOX_RETENTION_DAYS', '30', 'Days a consumer remembers an event it handled, so a redelivery within them has no second effect.', int(1, 3650)),
   consumerMaxAttempts: setting('CONSUMER_MAX_ATTEMPTS', '5', 'Deliveries of one event to a failing consumer before it goes to the dead-letter queue.', int(1, 100)),
   cacheMaxEntries: setting('CACHE_MAX_ENTRIES', '100000', 'Entries kept by the in-memory cache.', int(100, 10_000_000)),

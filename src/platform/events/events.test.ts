@@ -12,6 +12,7 @@ import type { Consumer } from './bus.ts';
 import { InProcessBus } from './in-process-bus.ts';
 import { listDeadLetters, replayDeadLetters } from './dead-letters.ts';
 import { deliver, pruneInbox } from './inbox.ts';
+import { pruneOutbox } from './outbox.ts';
 import { OutboxRelay } from './relay.ts';
 import type { EventEnvelope, NewEvent } from './types.ts';
 
@@ -297,6 +298,54 @@ for (const { kind, skip } of await databaseKinds()) {
       // A failed attempt leaves no inbox row, so an operator's replay would run the handler again.
       const inbox = await db.selectFrom('platform.inbox').select('event_id').where('event_id', '=', poisoned!.id).execute();
       assert.equal(inbox.length, 0);
+    });
+  });
+}
+
+for (const { kind, skip } of await databaseKinds()) {
+  describe(`outbox retention (${kind})`, { skip }, () => {
+    let testDb: TestDatabase;
+    let runtime: Runtime;
+    before(async () => {
+      testDb = await createTestDatabase(kind);
+      runtime = await createRuntime(testConfig(testDb));
+    });
+    after(async () => {
+      await runtime?.close();
+      await testDb?.drop();
+    });
+
+    it('deletes published events past the retention from the head, in chunks, and stops at the first newer or unpublished one', async () => {
+      const db = runtime.database.db;
+      const hour = 3_600_000;
+      const at = (hoursAgo: number | null) => (hoursAgo === null ? null : new Date(Date.now() - hoursAgo * hour));
+      // Oldest first: five past the retention, then one not yet published, one past the
+      // retention behind it, then recent ones.
+      const ages = [300, 290, 280, 270, 260, null, 250, 10, 5];
+      const row = (age: number | null, i: number) => ({
+        id: randomUUID(),
+        type: 'player.status_changed',
+        version: 1,
+        occurred_at: new Date(),
+        player_id: null,
+        payload: JSON.stringify({ i }),
+        published_at: at(age),
+      });
+      await db.deleteFrom('platform.outbox').execute();
+      await db.insertInto('platform.outbox').values(ages.map(row)).execute();
+      const left = async () => (await db.selectFrom('platform.outbox').select('payload').orderBy('seq').execute()).map((r) => (r.payload as { i: number }).i);
+
+      // Chunks of two: the first five go over three statements; the unpublished one stops it.
+      assert.equal(await pruneOutbox(db, at(168)!, 2), 5);
+      assert.deepEqual(await left(), [5, 6, 7, 8]);
+      assert.equal(await pruneOutbox(db, at(168)!, 2), 0, 'nothing passes an unpublished event');
+
+      // Once it is published, the old one behind it goes too; the recent ones stay.
+      await db.updateTable('platform.outbox').set({ published_at: at(200) }).where('published_at', 'is', null).execute();
+      assert.equal(await pruneOutbox(db, at(168)!, 2), 2);
+      assert.deepEqual(await left(), [7, 8]);
+      assert.equal(await pruneOutbox(db, at(1)!), 2, 'a shorter retention takes the rest');
+      assert.deepEqual(await left(), []);
     });
   });
 }

@@ -87,12 +87,34 @@ export async function outboxBacklog(db: Db): Promise<number> {
   return Number(row.n);
 }
 
-/** Deletes published events older than the retention; the audit log, not the outbox, is the record. */
-export async function pruneOutbox(db: Db, olderThan: Date): Promise<number> {
-  const result = await db
-    .deleteFrom('platform.outbox')
-    .where('published_at', 'is not', null)
-    .where('published_at', '<', olderThan)
-    .executeTakeFirst();
-  return Number(result.numDeletedRows);
+/**
+ * Deletes published events older than `olderThan`, oldest first, a chunk at a time. It
+ * walks the primary key from the head of the table and stops at the first event that is
+ * newer or not yet published (events are published in about the order they were
+ * written), so it reads only what it deletes plus one chunk: no index on published_at,
+ * which every mark would have to update at wallet rates, and no scan of the whole table.
+ * Returns how many it deleted.
+ */
+export async function pruneOutbox(db: Db, olderThan: Date, chunk = 10_000): Promise<number> {
+  let total = 0;
+  let after = 0n;
+  for (;;) {
+    const { rows } = await sql<{ deleted: number; stopped: bigint | null; last: bigint | null; seen: number }>`
+      with head as (
+        select seq, coalesce(published_at < ${olderThan.toISOString()}::timestamptz, false) as old
+        from platform.outbox where seq > ${after.toString()}::int8 order by seq limit ${chunk}
+      ),
+      stop as (select min(seq) as seq from head where not old),
+      gone as (
+        delete from platform.outbox where seq in (select seq from head where old and seq < coalesce((select seq from stop), ${MAX_INT8}::int8))
+        returning 1
+      )
+      select (select count(*) from gone)::int4 as deleted, (select seq from stop) as stopped, (select max(seq) from head) as last, (select count(*) from head)::int4 as seen`.execute(db);
+    const r = rows[0]!;
+    total += r.deleted;
+    if (r.stopped !== null || r.seen < chunk || r.last === null) return total;
+    after = BigInt(r.last);
+  }
 }
+
+const MAX_INT8 = '9223372036854775807';
