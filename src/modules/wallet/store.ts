@@ -1,4 +1,5 @@
 import { sql, type Generated, type Kysely, type Transaction } from 'kysely';
+import { PREPARED } from '../../platform/db/database.ts';
 import { deleteOlderThan } from '../../platform/db/prune.ts';
 import type { Outcome, TransactionType } from './types.ts';
 
@@ -63,8 +64,11 @@ export async function walletTypes(db: WalletDb): Promise<{ name: string; betPrio
   return rows.map((r) => ({ name: r.name, betPriority: r.bet_priority }));
 }
 
+/** A player's wallets: a prepared statement, since every balance read (REST and providers') runs it. */
 export async function playerAccounts(db: WalletDb, playerId: string) {
-  return db.selectFrom('wallet.accounts').select(['name', 'currency', 'balance', 'updated_at']).where('holder', '=', playerId).where('kind', '=', 'player').orderBy('currency').orderBy('name').execute();
+  const { rows } = await sql<{ name: string; currency: string; balance: bigint; updated_at: Date }>`${sql.raw(PREPARED)}
+    select name, currency, balance, updated_at from wallet.accounts where holder = ${playerId}::uuid and kind = 'player' order by currency, name`.execute(db);
+  return rows;
 }
 
 export interface TransactionFilter {
