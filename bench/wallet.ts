@@ -205,21 +205,31 @@ try {
 
 /**
  * What the server itself saw since `before` (or since its start): how long the bet route
- * took from request to response (a histogram, so the quantile is a bucket's upper
- * bound) and its event loop's delay (prom-client resets that at each scrape).
+ * took from request to response and how long each ledger batch took to write, commit
+ * included (histograms, so each quantile is a bucket's upper bound), and its event loop's
+ * delay (prom-client resets that at each scrape).
  */
 async function serverSide(url: string, before?: Map<string, number>): Promise<{ text: string; buckets: Map<string, number> }> {
   const text = (await call(`${url}/metrics`, 'GET')).body;
   const buckets = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('pitboss_http_request_duration_seconds_bucket{') || !line.includes('route="/providers/hub88/transaction/bet"') || !line.includes('status="200"')) continue;
-    const le = /le="([^"]+)"/.exec(line)![1]!;
-    buckets.set(le, Number(line.slice(line.lastIndexOf(' ') + 1)) - (before?.get(le) ?? 0));
-  }
-  const total = buckets.get('+Inf') ?? 0;
-  const quantile = (q: number) => [...buckets].find(([, n]) => n >= q * total)?.[0] ?? '?';
+  const histogram = (series: string, labels: string[]) => {
+    const counts = new Map<string, number>();
+    for (const line of text.split('\n')) {
+      if (!line.startsWith(`${series}_bucket{`) || !labels.every((l) => line.includes(l))) continue;
+      const le = /le="([^"]+)"/.exec(line)![1]!;
+      const id = `${series}|${le}`;
+      const n = Number(line.slice(line.lastIndexOf(' ') + 1));
+      buckets.set(id, n);
+      counts.set(le, n - (before?.get(id) ?? 0));
+    }
+    const total = counts.get('+Inf') ?? 0;
+    const quantile = (q: number) => [...counts].find(([, n]) => n >= q * total)?.[0] ?? '?';
+    return `p50 <= ${quantile(0.5)} s, p99 <= ${quantile(0.99)} s`;
+  };
+  const route = histogram('pitboss_http_request_duration_seconds', ['route="/providers/hub88/transaction/bet"', 'status="200"']);
+  const batches = histogram('pitboss_ledger_batch_seconds', []);
   const lag = (name: string) => (1000 * Number(new RegExp(`^nodejs_eventloop_lag_${name}_seconds ([\\d.e+-]+)$`, 'm').exec(text)?.[1] ?? 'NaN')).toFixed(1);
-  return { text: `bet route p50 <= ${quantile(0.5)} s, p99 <= ${quantile(0.99)} s; event loop delay p50 ${lag('p50')} ms, p99 ${lag('p99')} ms, max ${lag('max')} ms`, buckets };
+  return { text: `bet route ${route}; ledger batch ${batches}; event loop delay p50 ${lag('p50')} ms, p99 ${lag('p99')} ms, max ${lag('max')} ms`, buckets };
 }
 
 /** Mean batch size and duration from the server's own metrics (since it started). */
