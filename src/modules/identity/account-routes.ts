@@ -1,4 +1,4 @@
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { contextOf, requireAuthenticated, requirePermission, requireStepUp } from '../../platform/http/auth.ts';
 import { problems, Uuid } from '../../platform/http/schemas.ts';
@@ -6,7 +6,8 @@ import type { HttpApp } from '../../platform/http/types.ts';
 import { DomainError } from '../../platform/errors.ts';
 import type { PlayerService } from '../players/index.ts';
 import { fail } from './errors.ts';
-import { messagePage, type Page } from './pages.ts';
+import { acceptForms, sendPage } from './page-replies.ts';
+import { messagePage } from './pages.ts';
 import { RESET_PAGE_PATH, type PasswordService } from './passwords.ts';
 import { resetPage } from './reset-pages.ts';
 import { SESSION_PERMISSIONS, type SessionService } from './sessions.ts';
@@ -64,15 +65,11 @@ const playerOf = (request: FastifyRequest): { id: string; sid: string | null } =
   return { id: principal.id, sid: principal.sid ?? null };
 };
 
-const send = (reply: FastifyReply, status: number, built: Page) => reply.code(status).headers(built.headers).send(built.html);
-
 export function accountRoutes({ sessions, passwords, players }: AccountRouteDeps) {
   return async (app: HttpApp): Promise<void> => {
     app.addSchema(Session);
     // The hosted reset page's form posts application/x-www-form-urlencoded (this plugin's routes only).
-    app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 8192 }, (_request, body, done) => {
-      done(null, Object.fromEntries(new URLSearchParams(body as string)));
-    });
+    acceptForms(app);
 
     // --- sessions of the signed-in player ---
 
@@ -288,16 +285,16 @@ export function accountRoutes({ sessions, passwords, players }: AccountRouteDeps
       try {
         await passwords.checkToken(token);
       } catch (error) {
-        if (error instanceof DomainError) return send(reply, error.status, expiredPage(error));
+        if (error instanceof DomainError) return sendPage(reply, error.status, expiredPage(error));
         throw error;
       }
-      return send(reply, 200, resetPage({ action: RESET_PAGE_PATH, token }));
+      return sendPage(reply, 200, resetPage({ action: RESET_PAGE_PATH, token }));
     });
 
     app.post(RESET_PAGE_PATH, { schema: { hide: true, body: ResetForm } }, async (request, reply) => {
       const token = request.body.token ?? '';
       const password = request.body.password ?? '';
-      const again = (error: string) => send(reply, 400, resetPage({ action: RESET_PAGE_PATH, token, error }));
+      const again = (error: string) => sendPage(reply, 400, resetPage({ action: RESET_PAGE_PATH, token, error }));
       if (password === '') return again('Enter a new password.');
       if (password !== (request.body.confirm ?? '')) return again('The two passwords are not the same.');
       try {
@@ -305,9 +302,9 @@ export function accountRoutes({ sessions, passwords, players }: AccountRouteDeps
       } catch (error) {
         if (!(error instanceof DomainError)) throw error;
         if (error.code === 'VALIDATION_FAILED') return again(error.errors?.map((e) => e.message).join(' ') ?? error.title);
-        return send(reply, error.status, expiredPage(error));
+        return sendPage(reply, error.status, expiredPage(error));
       }
-      return send(reply, 200, messagePage('Password changed', 'Your password has been changed and you have been signed out everywhere. Sign in again in the app with the new password.'));
+      return sendPage(reply, 200, messagePage('Password changed', 'Your password has been changed and you have been signed out everywhere. Sign in again in the app with the new password.'));
     });
   };
 }

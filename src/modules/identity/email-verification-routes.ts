@@ -5,6 +5,7 @@ import { problems } from '../../platform/http/schemas.ts';
 import type { HttpApp } from '../../platform/http/types.ts';
 import { fail } from './errors.ts';
 import { LINK_TTL_HOURS, RESEND_AFTER_SECONDS, TOKEN_PATTERN, VERIFY_PATH, type EmailVerificationService } from './email-verification.ts';
+import { sendPage } from './page-replies.ts';
 import { confirmEmailPage, messagePage } from './pages.ts';
 
 const tags = ['identity'];
@@ -68,21 +69,20 @@ export function emailVerificationRoutes(service: EmailVerificationService) {
       scope.get(`${VERIFY_PATH}/:token`, { schema }, async (request, reply) => {
         const valid = new RegExp(TOKEN_PATTERN).test(request.params.token);
         const built = valid ? confirmEmailPage(`${VERIFY_PATH}/${request.params.token}`) : invalid();
-        return reply.code(valid ? 200 : 400).headers(built.headers).send(built.html);
+        return sendPage(reply, valid ? 200 : 400, built);
       });
 
       scope.post(`${VERIFY_PATH}/:token`, { schema }, async (request, reply) => {
         try {
           await service.verify(contextOf(request), request.params.token);
-          const done = messagePage('Email address confirmed', 'Thank you: your email address is confirmed. You can close this page.');
-          return reply.code(200).headers(done.headers).send(done.html);
+          return sendPage(reply, 200, messagePage('Email address confirmed', 'Thank you: your email address is confirmed. You can close this page.'));
         } catch (error) {
           if (!(error instanceof DomainError)) throw error;
           const page =
             error.code === 'EMAIL_VERIFICATION_STALE'
               ? messagePage('Link out of date', 'This link was sent to an address that is no longer on your account. Ask for a new one in the app.')
               : invalid();
-          return reply.code(error.status).headers(page.headers).send(page.html);
+          return sendPage(reply, error.status, page);
         }
       });
     });

@@ -43,10 +43,10 @@ export class PasswordService {
 
   /** The signed-in player changes their password; every other session of theirs ends (the current one, `keepSession`, stays). */
   async change(ctx: RequestContext, playerId: string, current: string, next: string, keepSession: string | null): Promise<{ endedSessions: number }> {
-    if (!(await this.#players.passwordMatches(playerId, current))) throw fail('PASSWORD_INCORRECT');
+    const check = await this.#players.checkPasswordChange(playerId, current, next, '/body/newPassword');
+    if (!check.matches) throw fail('PASSWORD_INCORRECT');
     if (current === next) throw fail('PASSWORD_UNCHANGED');
-    const problems = await this.#players.newPasswordProblems(playerId, next, '/body/newPassword');
-    if (problems.length > 0) throw platformErrors('VALIDATION_FAILED', { errors: problems });
+    if (check.problems.length > 0) throw platformErrors('VALIDATION_FAILED', { errors: check.problems });
     const ended = await this.#kernel.transaction(ctx, async (uow) => {
       await this.#players.setPassword(uow, playerId, next);
       const ids = await this.#sessions.endForPassword(uow, playerId, 'password_changed', keepSession);

@@ -6,9 +6,10 @@ import type { Cache } from '../../platform/cache/cache.ts';
 import { DomainError } from '../../platform/errors.ts';
 import type { AccountKind } from './accounts.ts';
 import { codePage, enrolTotpPage, messagePage, PASSKEY_SCRIPT_PATH, recoveryCodesPage, secondFactorPage, signInPage, smsCodePage, type Page } from './pages.ts';
+import { acceptForms, sendPage } from './page-replies.ts';
 import { PASSKEY_SCRIPT } from './passkey-script.ts';
 import { SIGN_IN_PATH, type ProviderHost } from './provider.ts';
-import type { IdentityService, PendingMfa, SignInResult } from './service.ts';
+import type { IdentityService, MfaMethod, PendingMfa, SignInResult } from './service.ts';
 import type { SmsFactorStatus } from './sms.ts';
 import type { TotpEnrolment, TotpService } from './totp.ts';
 import type { WebAuthnService } from './webauthn.ts';
@@ -46,8 +47,6 @@ const EXPIRED = 'This sign-in page has expired or was opened outside the app. Go
 const INVALID_SMS_CODE = 'The code is not correct or has expired. Enter the latest code we sent, or ask for a new one.';
 const INVALID_ENROL_CODE = 'The code is not correct. Check the time on your phone and enter the code the app shows now.';
 const SMS_NOT_SENT = 'We could not send the SMS just now. Try again in a moment, or use your authenticator app.';
-
-const send = (reply: FastifyReply, status: number, built: Page) => reply.code(status).headers(built.headers).send(built.html);
 
 type Details = Awaited<ReturnType<Awaited<ReturnType<ProviderHost['provider']>>['interactionDetails']>>;
 
@@ -101,11 +100,19 @@ export function signInRoutes(host: ProviderHost, service: IdentityService, cache
    * The second step's page for what the account has (players: authenticator app, passkeys,
    * SMS; staff: the authenticator app): the code form, or with passkeys the passkey button
    * (options with a new challenge for this interaction) and, with an authenticator app, the
-   * code form; with a phone number, the offer to send a code by SMS.
+   * code form; with a phone number, the offer to send a code by SMS. `known`: the factors
+   * this request has already read (the password step's); a later request reads them again,
+   * since one may have been removed while the page was open and must not be offered.
    */
-  async function secondStep(uid: string, pending: PendingMfa, action: string, name: string, error?: string, failed?: 'passkey' | 'code'): Promise<Page> {
+  async function secondStep(
+    uid: string,
+    pending: PendingMfa,
+    action: string,
+    name: string,
+    { error, failed, known }: { error?: string; failed?: 'passkey' | 'code'; known?: readonly MfaMethod[] } = {},
+  ): Promise<Page> {
     const player = (pending.kind ?? 'player') === 'player';
-    const methods = (await service.mfaMethods(pending.accountId)).filter((m) => player || m === 'totp');
+    const methods = (known ?? (await service.mfaMethods(pending.accountId))).filter((m) => player || m === 'totp');
     const smsPhone = methods.includes('sms') ? ((await mfa?.smsStatus(pending.accountId))?.phone ?? undefined) : undefined;
     if (!methods.includes('webauthn')) return codePage({ action, clientName: name, error, smsPhone });
     const options = await factors.webauthn.authenticationOptions(pending.accountId, uid);
@@ -119,9 +126,7 @@ export function signInRoutes(host: ProviderHost, service: IdentityService, cache
 
   return async (app: HttpApp): Promise<void> => {
     // The form posts application/x-www-form-urlencoded; only this module's routes parse it.
-    app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 8192 }, (_request, body, done) => {
-      done(null, Object.fromEntries(new URLSearchParams(body as string)));
-    });
+    acceptForms(app);
 
     const schema = { hide: true, params: Params };
 
@@ -133,16 +138,16 @@ export function signInRoutes(host: ProviderHost, service: IdentityService, cache
 
     app.get(`${SIGN_IN_PATH}/:uid`, { schema }, async (request, reply) => {
       const details = await interaction(request.params.uid, request, reply);
-      if (!details) return send(reply, 400, messagePage('Sign-in expired', EXPIRED));
+      if (!details) return sendPage(reply, 400, messagePage('Sign-in expired', EXPIRED));
       if (details.prompt.name === 'consent') return reply.redirect(await consent(request, reply, details), 303);
       const hint = typeof details.params.login_hint === 'string' ? details.params.login_hint : undefined;
       const staff = (await mfa?.clientKind(String(details.params.client_id))) === 'staff';
-      return send(reply, 200, signInPage({ action: `${SIGN_IN_PATH}/${details.uid}`, clientName: await clientName(details.params.client_id), login: hint, staff }));
+      return sendPage(reply, 200, signInPage({ action: `${SIGN_IN_PATH}/${details.uid}`, clientName: await clientName(details.params.client_id), login: hint, staff }));
     });
 
     app.post(`${SIGN_IN_PATH}/:uid`, { schema: { ...schema, body: Form } }, async (request, reply) => {
       const details = await interaction(request.params.uid, request, reply);
-      if (!details) return send(reply, 400, messagePage('Sign-in expired', EXPIRED));
+      if (!details) return sendPage(reply, 400, messagePage('Sign-in expired', EXPIRED));
       const clientId = String(details.params.client_id);
       const action = `${SIGN_IN_PATH}/${details.uid}`;
       const name = await clientName(clientId);
@@ -150,8 +155,8 @@ export function signInRoutes(host: ProviderHost, service: IdentityService, cache
 
       const kind: AccountKind = (await mfa?.clientKind(clientId)) ?? 'player';
 
-      /** Sends the SMS code of a pending sign-in and shows its page (or why it was not sent). */
-      const sendSms = async (pending: PendingMfa): Promise<unknown> => {
+      /** Sends the SMS code of a pending sign-in and shows its page (or why it was not sent); `known` as for secondStep. */
+      const sendSms = async (pending: PendingMfa, known?: readonly MfaMethod[]): Promise<unknown> => {
         // A locked account gets no more codes either.
         const lock = await service.lockOf(ctx, pending);
         if (lock) return answer({ outcome: 'locked', lock }, (error) => messagePage('Sign-in paused', error), LOCKED);
@@ -159,19 +164,19 @@ export function signInRoutes(host: ProviderHost, service: IdentityService, cache
         try {
           const sent = await service.sendSignInSms(ctx, pending);
           await savePending(details.uid, { ...pending, method: 'sms' });
-          return send(reply, 200, smsCodePage({ action, clientName: name, phone: sent.phone, notice: `We sent a code to ${sent.phone}.` }));
+          return sendPage(reply, 200, smsCodePage({ action, clientName: name, phone: sent.phone, notice: `We sent a code to ${sent.phone}.` }));
         } catch (error) {
           if (!(error instanceof DomainError)) throw error;
           const retryAfter = typeof error.extra?.retryAfter === 'number' ? error.extra.retryAfter : undefined;
           if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter));
           const message = retryAfter !== undefined ? `A code was sent less than a minute ago. You can ask for a new one in ${retryAfter} seconds.` : SMS_NOT_SENT;
-          if (pending.method === 'sms') return send(reply, retryAfter !== undefined ? 429 : 503, smsCodePage({ action, clientName: name, phone, error: message }));
-          const methods = await service.mfaMethods(pending.accountId);
+          if (pending.method === 'sms') return sendPage(reply, retryAfter !== undefined ? 429 : 503, smsCodePage({ action, clientName: name, phone, error: message }));
+          const methods = known ?? (await service.mfaMethods(pending.accountId));
           // Another factor (authenticator app, passkey): its step, with the reason.
-          if (methods.some((m) => m !== 'sms')) return send(reply, retryAfter !== undefined ? 429 : 503, await secondStep(details.uid, pending, action, name, message));
+          if (methods.some((m) => m !== 'sms')) return sendPage(reply, retryAfter !== undefined ? 429 : 503, await secondStep(details.uid, pending, action, name, { error: message, known: methods }));
           // Only SMS: a code sent moments ago is still live; enter it.
           await savePending(details.uid, { ...pending, method: 'sms' });
-          return send(reply, retryAfter !== undefined ? 429 : 503, smsCodePage({ action, clientName: name, phone, error: message }));
+          return sendPage(reply, retryAfter !== undefined ? 429 : 503, smsCodePage({ action, clientName: name, phone, error: message }));
         }
       };
 
@@ -183,25 +188,25 @@ export function signInRoutes(host: ProviderHost, service: IdentityService, cache
       const answer = async (result: SignInResult, retry: (error: string) => Page | Promise<Page>, invalid: string) => {
         switch (result.outcome) {
           case 'invalid_credentials':
-            return send(reply, 400, await retry(invalid));
+            return sendPage(reply, 400, await retry(invalid));
           case 'locked': {
             await cache.del(pendingKey(details.uid)).catch(() => {});
             const retryAfter = Math.max(1, Math.ceil((result.lock.until.getTime() - Date.now()) / 1000));
-            return send(reply.header('retry-after', String(retryAfter)), 429, await retry(LOCKED));
+            return sendPage(reply.header('retry-after', String(retryAfter)), 429, await retry(LOCKED));
           }
           case 'account_not_allowed':
-            return send(reply, 403, await retry(NOT_ALLOWED));
+            return sendPage(reply, 403, await retry(NOT_ALLOWED));
           case 'mfa_required': {
             const pending = await pendingOf(details.uid);
-            if (!pending) return send(reply, 400, messagePage('Sign-in expired', EXPIRED));
+            if (!pending) return sendPage(reply, 400, messagePage('Sign-in expired', EXPIRED));
             // Only SMS: the code is sent straight away.
-            if (result.methods?.length === 1 && result.methods[0] === 'sms') return sendSms(pending);
-            return send(reply, 200, await secondStep(details.uid, pending, action, name));
+            if (result.methods?.length === 1 && result.methods[0] === 'sms') return sendSms(pending, result.methods);
+            return sendPage(reply, 200, await secondStep(details.uid, pending, action, name, { known: result.methods }));
           }
           case 'mfa_enrolment_required': {
             const pending = await pendingOf(details.uid);
-            if (!pending || !mfa) return send(reply, 403, await retry(NOT_ALLOWED));
-            return send(reply, 200, await enrolPage(pending, true));
+            if (!pending || !mfa) return sendPage(reply, 403, await retry(NOT_ALLOWED));
+            return sendPage(reply, 200, await enrolPage(pending, true));
           }
           case 'signed_in': {
             await cache.del(pendingKey(details.uid)).catch(() => {});
@@ -219,19 +224,19 @@ export function signInRoutes(host: ProviderHost, service: IdentityService, cache
 
       if (request.body.continue !== undefined) {
         const pending = await pendingOf(details.uid);
-        if (!pending?.enrolled) return send(reply, 400, messagePage('Sign-in expired', EXPIRED));
+        if (!pending?.enrolled) return sendPage(reply, 400, messagePage('Sign-in expired', EXPIRED));
         return answer(await service.completeEnrolment(ctx, clientId, pending), () => messagePage('Sign-in failed', NOT_ALLOWED), NOT_ALLOWED);
       }
 
       if (request.body.enrol_code !== undefined) {
         const pending = await pendingOf(details.uid);
-        if (!pending?.enrol || pending.enrolled || !mfa) return send(reply, 400, messagePage('Sign-in expired', EXPIRED));
+        if (!pending?.enrol || pending.enrolled || !mfa) return sendPage(reply, 400, messagePage('Sign-in expired', EXPIRED));
         const code = request.body.enrol_code.trim();
-        if (!/^\d{6}$/.test(code)) return send(reply, 400, await enrolPage(pending, false, INVALID_ENROL_CODE));
+        if (!/^\d{6}$/.test(code)) return sendPage(reply, 400, await enrolPage(pending, false, INVALID_ENROL_CODE));
         const result = await service.enrolTotp(ctx, clientId, pending, code);
         if (result.outcome === 'enrolled') {
           await savePending(details.uid, { ...pending, enrolled: true });
-          return send(reply, 200, recoveryCodesPage({ action, clientName: name, codes: result.recoveryCodes }));
+          return sendPage(reply, 200, recoveryCodesPage({ action, clientName: name, codes: result.recoveryCodes }));
         }
         const page = await enrolPage(pending, false, INVALID_ENROL_CODE);
         return answer(result, () => page, INVALID_ENROL_CODE);
@@ -239,33 +244,33 @@ export function signInRoutes(host: ProviderHost, service: IdentityService, cache
 
       if (request.body.sms !== undefined) {
         const pending = await pendingOf(details.uid);
-        if (!pending || pending.enrol || (pending.kind ?? 'player') !== 'player') return send(reply, 400, messagePage('Sign-in expired', EXPIRED));
+        if (!pending || pending.enrol || (pending.kind ?? 'player') !== 'player') return sendPage(reply, 400, messagePage('Sign-in expired', EXPIRED));
         return sendSms(pending);
       }
 
       if (request.body.assertion !== undefined) {
         const pending = await pendingOf(details.uid);
-        if (!pending || pending.enrol || (pending.kind ?? 'player') !== 'player') return send(reply, 400, messagePage('Sign-in expired', EXPIRED));
-        const retry = (error: string) => secondStep(details.uid, pending, action, name, error, 'passkey');
+        if (!pending || pending.enrol || (pending.kind ?? 'player') !== 'player') return sendPage(reply, 400, messagePage('Sign-in expired', EXPIRED));
+        const retry = (error: string) => secondStep(details.uid, pending, action, name, { error, failed: 'passkey' });
         return answer(await service.completeWebAuthn(ctx, clientId, pending, details.uid, request.body.assertion), retry, INVALID_PASSKEY);
       }
 
       if (request.body.code !== undefined) {
         const pending = await pendingOf(details.uid);
-        if (!pending || pending.enrol) return send(reply, 400, messagePage('Sign-in expired', EXPIRED));
+        if (!pending || pending.enrol) return sendPage(reply, 400, messagePage('Sign-in expired', EXPIRED));
         const code = request.body.code.trim();
         const sms = pending.method === 'sms';
         const phone = sms ? ((await mfa?.smsStatus(pending.accountId))?.phone ?? '') : '';
-        const retry = sms ? (error: string) => smsCodePage({ action, clientName: name, phone, error }) : (error: string) => secondStep(details.uid, pending, action, name, error, 'code');
+        const retry = sms ? (error: string) => smsCodePage({ action, clientName: name, phone, error }) : (error: string) => secondStep(details.uid, pending, action, name, { error, failed: 'code' });
         const invalid = sms ? INVALID_SMS_CODE : INVALID_CODE;
-        if (code === '') return send(reply, 400, await retry(invalid));
+        if (code === '') return sendPage(reply, 400, await retry(invalid));
         return answer(await service.completeMfa(ctx, clientId, pending, code), retry, invalid);
       }
 
       const login = (request.body.login ?? '').trim();
       const password = request.body.password ?? '';
       const retry = (error: string) => signInPage({ action, clientName: name, login, error, staff: kind === 'staff' });
-      if (login === '' || password === '') return send(reply, 400, retry(INVALID_CREDENTIALS));
+      if (login === '' || password === '') return sendPage(reply, 400, retry(INVALID_CREDENTIALS));
       const result = kind === 'staff' ? await service.signInStaff(ctx, clientId, login, password) : await service.signIn(ctx, clientId, login, password);
       if (result.outcome === 'mfa_required') {
         await savePending(details.uid, { accountId: result.accountId, loginOrEmail: result.throttleKey ?? login, kind: result.kind } satisfies PendingMfa);

@@ -23,6 +23,9 @@ export interface Registration {
   trafficSource?: Record<string, string | undefined>;
 }
 
+const policyProblems = (player: { login: string; emailNormalized: string }, password: string, field: string): FieldError[] =>
+  checkPassword(password, { login: player.login, email: player.emailNormalized }).map((e) => ({ ...e, field }));
+
 export const PERMISSIONS = {
   read: 'players.read',
   manage: 'players.manage',
@@ -236,19 +239,25 @@ export class PlayerService {
   // Passwords and email for the identity module (password change and reset, email change).
 
   /** Whether `password` is this player's current password (same cost whether or not the player exists). */
-  async passwordMatches(id: string, password: string): Promise<boolean> {
-    if (password.length > 4 * PASSWORD_MAX_LENGTH) return false;
+  /**
+   * A signed-in player's password change, checked on one read of their credentials:
+   * whether `current` is their password (a missing account costs the same verification
+   * and does not match), and if it is, what the policy says of `next` as field errors at
+   * `field` (empty: acceptable).
+   */
+  async checkPasswordChange(id: string, current: string, next: string, field: string): Promise<{ matches: false } | { matches: true; problems: FieldError[] }> {
+    if (current.length > 4 * PASSWORD_MAX_LENGTH) return { matches: false };
     const found = await findCredentialsById(this.#db, id);
-    return verifyPassword(found?.passwordHash ?? (await dummyPasswordHash()), password)
-      .then((valid) => valid && found !== undefined)
-      .catch(() => false);
+    const valid = await verifyPassword(found?.passwordHash ?? (await dummyPasswordHash()), current).catch(() => false);
+    if (!valid || !found) return { matches: false };
+    return { matches: true, problems: policyProblems(found, next, field) };
   }
 
   /** What the password policy says of a new password for this player, as field errors at `field`. */
   async newPasswordProblems(id: string, password: string, field: string): Promise<FieldError[]> {
     const found = await findCredentialsById(this.#db, id);
     if (!found) throw fail('PLAYER_NOT_FOUND');
-    return checkPassword(password, { login: found.login, email: found.emailNormalized }).map((e) => ({ ...e, field }));
+    return policyProblems(found, password, field);
   }
 
   /**
