@@ -238,7 +238,6 @@ export class PlayerService {
 
   // Passwords and email for the identity module (password change and reset, email change).
 
-  /** Whether `password` is this player's current password (same cost whether or not the player exists). */
   /**
    * A signed-in player's password change, checked on one read of their credentials:
    * whether `current` is their password (a missing account costs the same verification
