@@ -173,11 +173,19 @@ export async function createServer(runtime: Runtime): Promise<Server> {
   relay.start();
   // Housekeeping runs in one process of the deployment (the holder of this lock).
   const housekeeper = database.leaderLock(HOUSEKEEPING_LOCK);
-  const whenLeader = (job: () => Promise<unknown>, what: string) => () => {
-    housekeeper
-      .held()
-      .then((leader) => (leader ? job() : undefined))
-      .catch((err: unknown) => logger.error({ err }, `${what} failed`));
+  // A run that outlasts its interval (a prune after the retention was shortened) is not
+  // joined by a second one walking the same rows and holding another pool connection.
+  const whenLeader = (job: () => Promise<unknown>, what: string) => {
+    let running = false;
+    return () => {
+      if (running) return;
+      running = true;
+      housekeeper
+        .held()
+        .then((leader) => (leader ? job() : undefined))
+        .catch((err: unknown) => logger.error({ err }, `${what} failed`))
+        .finally(() => (running = false));
+    };
   };
   const timers = [
     setInterval(whenLeader(() => writeCheckpoint(database.db, kernel.keys), 'audit checkpoint'), config.auditCheckpointSeconds * 1000),

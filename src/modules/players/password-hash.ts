@@ -16,9 +16,11 @@ export const ARGON2_PARAMS = { algorithm: ARGON2ID, memoryCost: 19_456, timeCost
  * signature checks of every bet and win, and file reads, share; running more jobs at
  * once than there are cores would not finish them sooner anyway.
  */
-// libuv's own setting, read as libuv reads it: not Pitboss configuration.
+// libuv's own setting, read as libuv reads it (atoi; 0 means 1): not Pitboss configuration.
 // eslint-disable-next-line no-restricted-syntax
-const POOL = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+const configured = process.env.UV_THREADPOOL_SIZE;
+const POOL = configured === undefined ? 4 : Math.max(1, Number.parseInt(configured, 10) || 0);
+// With a pool of 2 or fewer threads hashing still gets one: raise UV_THREADPOOL_SIZE there.
 const hashing = limiter(Math.max(1, Math.min(availableParallelism(), POOL - 2)));
 
 export const hashPassword = (password: string): Promise<string> => hashing(() => hash(password, ARGON2_PARAMS));

@@ -55,6 +55,26 @@ for (const { kind, skip } of await databaseKinds()) {
       }
     });
 
+    it('a connection PostgreSQL ends inside a transaction fails that transaction, not the process', { skip: kind !== 'postgres' }, async () => {
+      const other = await openDatabase(testConfig(tdb, { DATABASE_POOL_SIZE: '1' }));
+      try {
+        let first = 0;
+        await assert.rejects(
+          other.db.transaction().execute(async (trx) => {
+            first = (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx)).rows[0]!.pid;
+            await sql`select pg_terminate_backend(${first})`.execute(database.db);
+            // The server's error reaches the checked-out connection while no statement runs.
+            await new Promise((r) => setTimeout(r, 300));
+            await sql`select 1`.execute(trx);
+          }),
+        );
+        const next = (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(other.db)).rows[0]!.pid;
+        assert.notEqual(next, first, 'the broken connection was discarded');
+      } finally {
+        await other.close();
+      }
+    });
+
     it('pgArray: PostgreSQL reads back exactly the values given, whatever their characters', async () => {
       const tricky = ['plain', '', 'NULL', 'null', 'a b', ' lead', 'x"y', 'back\\slash', 'a,b', '{}', '{x}', 'tab\there', 'nl\nx', 'é ünï 🎰', "it's", '\\"', null];
       const read = async (values: readonly (string | null)[]) =>

@@ -161,6 +161,11 @@ function pgPool(url: string, max: number, onIdleError: IdleError): pg.Pool {
   };
   const pool = new pg.Pool({ connectionString: url, max, types: types, Client: PreparingClient });
   pool.on('error', onIdleError);
+  // A connection that breaks while checked out (in a transaction, between statements)
+  // emits 'error' on itself, where the pool no longer listens: that too would crash the
+  // process. Its user sees the failure on its next statement, and the pool discards it
+  // when it is released (pg-pool drops a client that is no longer queryable).
+  pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
 }
 

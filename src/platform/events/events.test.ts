@@ -347,5 +347,27 @@ for (const { kind, skip } of await databaseKinds()) {
       assert.equal(await pruneOutbox(db, at(1)!), 2, 'a shorter retention takes the rest');
       assert.deepEqual(await left(), []);
     });
+
+    it('keeps an old event that is marked unpublished while the prune waits for its row', { skip: kind !== 'postgres' ? 'needs two connections' : false }, async () => {
+      const db = runtime.database.db;
+      await db.deleteFrom('platform.outbox').execute();
+      const old = new Date(Date.now() - 300 * 3_600_000);
+      const ids = [randomUUID(), randomUUID()];
+      await db
+        .insertInto('platform.outbox')
+        .values(ids.map((id) => ({ id, type: 'player.status_changed', version: 1, occurred_at: new Date(), player_id: null, payload: JSON.stringify({}), published_at: old })))
+        .execute();
+      let prune: Promise<number> | undefined;
+      await db.transaction().execute(async (trx) => {
+        // An operator marks the first event for publishing again; the prune starts meanwhile
+        // and blocks on that row until this commits.
+        await trx.updateTable('platform.outbox').set({ published_at: null }).where('id', '=', ids[0]!).execute();
+        prune = pruneOutbox(db, new Date(Date.now() - 168 * 3_600_000));
+        await new Promise((r) => setTimeout(r, 300));
+      });
+      await prune;
+      const left = await db.selectFrom('platform.outbox').select(['id', 'published_at']).execute();
+      assert.deepEqual(left, [{ id: ids[0], published_at: null }]);
+    });
   });
 }

@@ -106,7 +106,11 @@ export async function pruneOutbox(db: Db, olderThan: Date, chunk = 10_000): Prom
       ),
       stop as (select min(seq) as seq from head where not old),
       gone as (
-        delete from platform.outbox where seq in (select seq from head where old and seq < coalesce((select seq from stop), ${MAX_INT8}::int8))
+        -- published_at again here: if the relay or an operator changes a row while this
+        -- waits for its lock, PostgreSQL re-checks the DELETE's own condition, not head's.
+        delete from platform.outbox
+        where seq in (select seq from head where old and seq < coalesce((select seq from stop), ${MAX_INT8}::int8))
+          and published_at < ${olderThan.toISOString()}::timestamptz
         returning 1
       )
       select (select count(*) from gone)::int4 as deleted, (select seq from stop) as stopped, (select max(seq) from head) as last, (select count(*) from head)::int4 as seen`.execute(db);
