@@ -9,18 +9,18 @@ const ARGON2ID = 2;
 /** OWASP's argon2id baseline: 19 MiB memory, 2 iterations, 1 lane. */
 export const ARGON2_PARAMS = { algorithm: ARGON2ID, memoryCost: 19_456, timeCost: 2, parallelism: 1 } as const;
 
+// libuv's own setting, read as libuv reads it (atoi; 0 means 1): not Pitboss configuration.
+// eslint-disable-next-line no-restricted-syntax
+const configured = process.env.UV_THREADPOOL_SIZE;
+const POOL = configured === undefined ? 4 : Math.max(1, Number.parseInt(configured, 10) || 0);
 /**
  * Each argon2id job holds one of libuv's pool threads (4 unless UV_THREADPOOL_SIZE says
  * otherwise) and 19 MiB for tens of milliseconds. A burst of sign-ins (or a credential
  * stuffing attack) queues here rather than taking every pool thread, which the Hub88
  * signature checks of every bet and win, and file reads, share; running more jobs at
- * once than there are cores would not finish them sooner anyway.
+ * once than there are cores would not finish them sooner anyway. With a pool of 2 or
+ * fewer threads hashing still gets one: raise UV_THREADPOOL_SIZE there.
  */
-// libuv's own setting, read as libuv reads it (atoi; 0 means 1): not Pitboss configuration.
-// eslint-disable-next-line no-restricted-syntax
-const configured = process.env.UV_THREADPOOL_SIZE;
-const POOL = configured === undefined ? 4 : Math.max(1, Number.parseInt(configured, 10) || 0);
-// With a pool of 2 or fewer threads hashing still gets one: raise UV_THREADPOOL_SIZE there.
 const hashing = limiter(Math.max(1, Math.min(availableParallelism(), POOL - 2)));
 
 export const hashPassword = (password: string): Promise<string> => hashing(() => hash(password, ARGON2_PARAMS));

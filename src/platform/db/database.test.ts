@@ -3,7 +3,11 @@ import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { createTestDatabase, databaseKinds, testConfig, type TestDatabase } from '../../../test/support/databases.ts';
 import fc from 'fast-check';
-import { openDatabase, pgArray, PREPARED, type Database } from './database.ts';
+import { openDatabase, pgArray, PREPARED, type Database, type Trx } from './database.ts';
+
+/** The PostgreSQL backend (server process) serving the connection a statement runs on. */
+const backendPid = async (db: Database['db'] | Trx): Promise<number> =>
+  (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(db)).rows[0]!.pid;
 
 for (const { kind, skip } of await databaseKinds()) {
   describe(`database (${kind})`, { skip }, () => {
@@ -42,14 +46,13 @@ for (const { kind, skip } of await databaseKinds()) {
       const broken: Error[] = [];
       const other = await openDatabase(testConfig(tdb, { DATABASE_POOL_SIZE: '1' }), (e) => broken.push(e));
       try {
-        const pid = async () => (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(other.db)).rows[0]!.pid;
-        const first = await pid();
+        const first = await backendPid(other.db);
         // As a restart or failover would: the server ends the session while the pool holds it idle.
         await sql`select pg_terminate_backend(${first})`.execute(database.db);
         for (let i = 0; i < 200 && broken.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
         assert.equal(broken.length, 1);
         assert.match(broken[0]!.message, /terminating connection/);
-        assert.notEqual(await pid(), first, 'the next statement runs on a new connection');
+        assert.notEqual(await backendPid(other.db), first, 'the next statement runs on a new connection');
       } finally {
         await other.close();
       }
@@ -61,15 +64,14 @@ for (const { kind, skip } of await databaseKinds()) {
         let first = 0;
         await assert.rejects(
           other.db.transaction().execute(async (trx) => {
-            first = (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx)).rows[0]!.pid;
+            first = await backendPid(trx);
             await sql`select pg_terminate_backend(${first})`.execute(database.db);
             // The server's error reaches the checked-out connection while no statement runs.
             await new Promise((r) => setTimeout(r, 300));
             await sql`select 1`.execute(trx);
           }),
         );
-        const next = (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(other.db)).rows[0]!.pid;
-        assert.notEqual(next, first, 'the broken connection was discarded');
+        assert.notEqual(await backendPid(other.db), first, 'the broken connection was discarded');
       } finally {
         await other.close();
       }

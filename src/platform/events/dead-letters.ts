@@ -26,9 +26,10 @@ export interface ReplayResult {
 /** Which dead letters: some ids, one consumer's, or all of them. */
 export type DeadLetterSelection = { ids: readonly string[] } | { consumer: string } | { all: true };
 
-function selected(db: Db, selection: DeadLetterSelection) {
+async function selected(db: Db, selection: DeadLetterSelection) {
+  if ('ids' in selection && selection.ids.length === 0) return [];
   let q = db.selectFrom('platform.dead_letters').select(['id', 'consumer', 'event_id', 'event', 'attempts', 'error', 'failed_at']).orderBy('id');
-  if ('ids' in selection) q = q.where('id', 'in', selection.ids.length > 0 ? selection.ids.map((id) => BigInt(id)) : [-1n]);
+  if ('ids' in selection) q = q.where('id', 'in', selection.ids.map((id) => BigInt(id)));
   else if ('consumer' in selection) q = q.where('consumer', '=', selection.consumer);
   return q.execute();
 }

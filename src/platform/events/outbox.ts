@@ -96,29 +96,28 @@ export async function outboxBacklog(db: Db): Promise<number> {
  * Returns how many it deleted.
  */
 export async function pruneOutbox(db: Db, olderThan: Date, chunk = 10_000): Promise<number> {
+  const cutoff = olderThan.toISOString();
   let total = 0;
   let after = 0n;
   for (;;) {
-    const { rows } = await sql<{ deleted: number; stopped: bigint | null; last: bigint | null; seen: number }>`
+    const { rows } = await sql<{ deleted: number; stopped: boolean; last: bigint | null; seen: number }>`
       with head as (
-        select seq, coalesce(published_at < ${olderThan.toISOString()}::timestamptz, false) as old
+        select seq, coalesce(published_at < ${cutoff}::timestamptz, false) as old
         from platform.outbox where seq > ${after.toString()}::int8 order by seq limit ${chunk}
       ),
-      stop as (select min(seq) as seq from head where not old),
       gone as (
         -- published_at again here: if the relay or an operator changes a row while this
         -- waits for its lock, PostgreSQL re-checks the DELETE's own condition, not head's.
         delete from platform.outbox
-        where seq in (select seq from head where old and seq < coalesce((select seq from stop), ${MAX_INT8}::int8))
-          and published_at < ${olderThan.toISOString()}::timestamptz
+        where seq in (select seq from head where old and seq < all (select seq from head where not old))
+          and published_at < ${cutoff}::timestamptz
         returning 1
       )
-      select (select count(*) from gone)::int4 as deleted, (select seq from stop) as stopped, (select max(seq) from head) as last, (select count(*) from head)::int4 as seen`.execute(db);
+      select (select count(*) from gone)::int4 as deleted, exists (select 1 from head where not old) as stopped,
+             (select max(seq) from head) as last, (select count(*) from head)::int4 as seen`.execute(db);
     const r = rows[0]!;
     total += r.deleted;
-    if (r.stopped !== null || r.seen < chunk || r.last === null) return total;
-    after = BigInt(r.last);
+    if (r.stopped || r.seen < chunk) return total;
+    after = BigInt(r.last!);
   }
 }
-
-const MAX_INT8 = '9223372036854775807';

@@ -32,10 +32,11 @@ export function loadPublicKey(pem: string): KeyObject | null {
  */
 export async function verifyHub88(key: KeyObject | null, body: Buffer, signature: string | string[] | undefined): Promise<boolean> {
   if (!key || typeof signature !== 'string' || signature.length === 0 || signature.length > 4096) return false;
-  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(signature.trim())) return false;
+  const base64 = signature.trim();
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(base64)) return false;
   return new Promise<boolean>((resolve) => {
     try {
-      verify('sha256', body, key, Buffer.from(signature.trim(), 'base64'), (error, valid) => resolve(!error && valid));
+      verify('sha256', body, key, Buffer.from(base64, 'base64'), (error, valid) => resolve(!error && valid));
     } catch {
       resolve(false);
     }
