@@ -260,15 +260,8 @@ export async function writeThroughLane(
   paths: { fast(part: readonly LedgerCommand[]): Promise<CommandResult[] | undefined>; locked(part: readonly LedgerCommand[]): Promise<CommandResult[]> },
 ): Promise<CommandResult[]> {
   const results: CommandResult[] = new Array<CommandResult>(commands.length);
-  // A key this lane has seen answered is answered from memory, as the locked path would from wallet.idempotency.
-  const open: number[] = [];
-  commands.forEach((c, i) => {
-    const known = cache.answer(c);
-    if (known) results[i] = known;
-    else open.push(i);
-  });
-  const fast = plannableFromCache(open.map((i) => commands[i]!), cache, house);
-  const part = (want: boolean) => open.filter((_, k) => fast[k] === want);
+  const fast = plannableFromCache(commands, cache, house);
+  const part = (want: boolean) => commands.flatMap((_, i) => (fast[i] === want ? [i] : []));
   const lockedPart = part(false);
   const fastPart = part(true);
   if (lockedPart.length > 0) {
@@ -285,8 +278,9 @@ export async function writeThroughLane(
 
 /**
  * Which commands the fast path can plan: those of players whose every command in the
- * batch finds its wallets, house accounts and referenced bets in the lane cache and
- * needs no history (a rollback). A player's commands stay together, in order.
+ * batch finds its wallets, house accounts and referenced bets in the lane cache, needs
+ * no history (a rollback) and carries no key the lane has answered (a replay). A
+ * player's commands stay together, in order.
  */
 export function plannableFromCache(commands: readonly LedgerCommand[], cache: LaneCache, house: string): boolean[] {
   const real = onShard(house);
@@ -295,6 +289,7 @@ export function plannableFromCache(commands: readonly LedgerCommand[], cache: La
     if (refused.has(c.playerId)) continue;
     const ok =
       !c.needsHistory &&
+      !cache.answered(c) &&
       cache.has({ holder: c.playerId, name: '*', currency: c.currency }) &&
       c.accounts.every((a) => cache.has(real(a))) &&
       (c.refs ?? []).every((r) => cache.bet(c.playerId, r.provider, r.externalRef) !== undefined);
@@ -327,8 +322,8 @@ interface BatchOutput {
 interface Learned {
   readonly accounts: readonly AccountState[];
   readonly transactions: readonly LedgerTransaction[];
-  /** Keys and their first answers (request hash TOMBSTONE: a key a rollback closed). */
-  readonly answers: readonly StoredAnswer[];
+  /** Keys answered (or closed by a rollback): the ledger holds their first answers. */
+  readonly answers: readonly { readonly scope: string; readonly key: string }[];
   /** Bets the locked path read under its locks, each with every transaction that referred to it then. */
   readonly bets?: readonly { bet: LedgerTransaction; children: readonly LedgerTransaction[] }[];
 }
@@ -875,7 +870,8 @@ export class LaneCache {
   readonly #players: LRUCache<string, Map<string, AccountState>>;
   /** Per player: recent bets by provider reference, each with every transaction that refers to it. */
   readonly #bets: LRUCache<string, PlayerBets>;
-  readonly #answers: LRUCache<string, { hash: string; outcome: Outcome }>;
+  /** Keys this lane wrote or read answers for: only the keys, kept for minutes, so they cost the collector little. */
+  readonly #answered: LRUCache<string, true>;
   readonly #house = new Map<string, AccountState>();
   readonly #walletTypes: readonly string[];
 
@@ -883,13 +879,16 @@ export class LaneCache {
     this.#walletTypes = walletTypes;
     this.#players = new LRUCache({ max: Math.max(1, maxPlayers) });
     this.#bets = new LRUCache({ max: Math.max(1, maxPlayers) });
-    this.#answers = new LRUCache({ max: Math.max(1, maxPlayers) * 8 });
+    this.#answered = new LRUCache({ max: Math.max(1, maxPlayers) * 8 });
   }
 
-  /** The first answer of a key this lane wrote or read (keys are written once, so it stays right). */
-  answer(c: LedgerCommand): CommandResult | undefined {
-    const stored = this.#answers.get(keyOf(c));
-    return stored ? answerFor(c, stored) : undefined;
+  /**
+   * Whether this lane wrote or read an answer for the command's key: a replay, which
+   * the locked path answers from wallet.idempotency. (The fast path's statement would
+   * refuse the key anyway, but only by failing its whole batch.)
+   */
+  answered(c: LedgerCommand): boolean {
+    return this.#answered.has(keyOf(c));
   }
 
   /** Copies of a player's wallets in a currency (every wallet type), if cached. */
@@ -976,7 +975,7 @@ export class LaneCache {
       const children = this.childrenOf(tx.playerId, tx.referenceId);
       if (children) (children as LedgerTransaction[]).push(tx);
     }
-    for (const a of learned.answers) this.#answers.set(`${a.scope}\u0000${a.key}`, { hash: a.hash, outcome: a.outcome });
+    for (const a of learned.answers) this.#answered.set(`${a.scope}\u0000${a.key}`, true);
   }
 
   /**

@@ -7,7 +7,7 @@ import { sql } from 'kysely';
 import { createRuntime, type Runtime } from '../../app/runtime.ts';
 import { newId } from '../../platform/ids.ts';
 import { createTestDatabase, testConfig } from '../../../test/support/databases.ts';
-import { HOUSE, houseHolder, LaneCache, StaleLaneCache, writeBatch, writeBatchFast, writeThroughLane } from './engine.ts';
+import { HOUSE, houseHolder, LaneCache, plannableFromCache, StaleLaneCache, writeBatch, writeBatchFast, writeThroughLane } from './engine.ts';
 import { adjustment, bet, deposit, fee, house, HOUSE_ACCOUNTS, idempotency, proportional, releaseWithdrawal, requestHash, reserveWithdrawal, rollback, settleWithdrawal, transfer, win } from './operations.ts';
 import { accountId, type AccountKey, type AccountState, type CommandResult, type LedgerCommand, type LedgerTransaction, type Plan, type PlanContext, type Posting } from './types.ts';
 import { verifyLedger } from './verify.ts';
@@ -437,6 +437,31 @@ class Model {
     return summary;
   }
 }
+
+describe('the lane cache', () => {
+  const walletTypes = ['real', 'bonus'];
+  const shard = houseHolder(0);
+  const state = (key: AccountKey, kind: AccountState['kind']): AccountState => ({ key, kind, balance: 1000n, lastSeq: 1n, lastHash: '0'.repeat(64) });
+  const stake = (playerId: string, key: string) =>
+    bet({ playerId, currency: 'EUR', amount: 10n, provider: 'p', externalRef: key, roundId: null, idempotency: idempotency('p', key, { key }), spendOrder: walletTypes });
+
+  it("sends a replay of a key it answered to the locked path, with the rest of that player's commands", () => {
+    const [a, b] = [newId(), newId()];
+    const cache = new LaneCache(walletTypes, 10);
+    cache.learn({
+      accounts: [
+        ...[a, b].flatMap((holder) => walletTypes.map((name) => state({ holder, name, currency: 'EUR' }, 'player'))),
+        state({ holder: shard, name: HOUSE_ACCOUNTS.game('p'), currency: 'EUR' }, 'house'),
+      ],
+      transactions: [],
+      answers: [{ scope: 'p', key: 'answered' }],
+    });
+    const batch = [stake(a, 'new-1'), stake(a, 'answered'), stake(a, 'new-2'), stake(b, 'new-3')];
+    assert.deepEqual(plannableFromCache(batch, cache, shard), [false, false, false, true]);
+    assert.equal(cache.answered(batch[1]!), true);
+    assert.equal(cache.answered(batch[0]!), false);
+  });
+});
 
 describe('writeBatch against a sequential model (PGlite)', () => {
   let runtime: Runtime;
