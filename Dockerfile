@@ -32,5 +32,6 @@ EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/health/live').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # Exec form: node is PID 1 and receives SIGTERM itself, then drains and exits
-# (graceful shutdown, bounded by SHUTDOWN_TIMEOUT_MS).
-CMD ["node", "bin/pitboss.js", "serve"]
+# (graceful shutdown, bounded by SHUTDOWN_TIMEOUT_MS). The Node flags are those of
+# `npm start` (docs/operations.md, "Node flags").
+CMD ["node", "--max-semi-space-size=16", "bin/pitboss.js", "serve"]

@@ -6,7 +6,7 @@ import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { adminQuery, adminUrl, call, checkpoints, cpuShares, cpuSnapshot, fmt, load, pgUrl, root, startServer, type LoadResult } from './lib.ts';
+import { adminQuery, adminUrl, call, checkpoints, cpuShares, cpuSnapshot, fmt, load, pgUrl, root, startFlags, startServer, type LoadResult } from './lib.ts';
 import { RawHttpClient } from './raw-http.ts';
 
 const PLAYERS = Number(process.env.BENCH_PLAYERS ?? 200);
@@ -28,7 +28,7 @@ const env: Record<string, string> = { DATABASE_URL: pgUrl(dbName), HUB88_PUBLIC_
 // BENCH_PROFILE=dir writes the server's CPU profile there (open it in Chrome DevTools).
 if (process.env.BENCH_PROFILE) env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE}`;
 
-console.log(`bench:wallet on PostgreSQL, ${availableParallelism()} cores, ${PLAYERS} players, ${PROCESSES} server process(es), ${CONCURRENCY} concurrent callers`);
+console.log(`bench:wallet on PostgreSQL, ${availableParallelism()} cores, ${PLAYERS} players, ${PROCESSES} server process(es) (node ${[...startFlags, process.env.BENCH_SERVER_NODE_ARGS ?? ''].join(' ').trim()}), ${CONCURRENCY} concurrent callers`);
 const servers = [await startServer(env)];
 for (let i = 1; i < PROCESSES; i++) servers.push(await startServer(env));
 const urls = servers.map((s) => s.url);
