@@ -1,4 +1,8 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
-/** SHA-256 of a text (UTF-8), in hex: how one-time tokens and secrets are stored and looked up. */
-export const sha256Hex = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
+/**
+ * SHA-256 of a text (UTF-8), in hex: how one-time tokens and secrets are stored and looked
+ * up, and the ledger's hash chains. One-shot `crypto.hash`: no Hash object per call (half
+ * the time of createHash().update().digest() here, and nothing for the collector to track).
+ */
+export const sha256Hex = (text: string): string => hash('sha256', text, 'hex');
