@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import type { InjectOptions } from 'fastify';
 import { after, before, describe, it } from 'node:test';
 import { registration, startTestApp, type TestApp } from './support/app.ts';
@@ -64,6 +66,29 @@ describe('HTTP edge', () => {
     const docs = await inject({ url: '/docs/' });
     assert.equal(docs.statusCode, 200);
     assert.match(docs.body, /swagger/i);
+  });
+
+  it('writes one access line per request, with its method, url, status, time and request id', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
+        done();
+      },
+    });
+    const logged = await startTestApp('pglite', {}, pino({ level: 'info' }, sink));
+    try {
+      await logged.server.app.inject({ url: '/health/live', headers: { 'x-request-id': 'access-line-1' } });
+      await logged.server.app.inject({ url: '/v1/nothing-here', headers: { 'x-request-id': 'access-line-2' } });
+      const about = (id: string) => lines.filter((l) => l.reqId === id);
+      assert.equal(about('access-line-1').length, 1, JSON.stringify(about('access-line-1')));
+      const [ok] = about('access-line-1');
+      assert.deepEqual({ msg: ok!.msg, method: ok!.method, url: ok!.url, statusCode: ok!.statusCode }, { msg: 'request', method: 'GET', url: '/health/live', statusCode: 200 });
+      assert.equal(typeof ok!.ms, 'number');
+      assert.deepEqual(about('access-line-2').map((l) => [l.msg, l.statusCode]), [['request', 404]]);
+    } finally {
+      await logged.close();
+    }
   });
 
   it('exports Prometheus metrics: requests by route and status, latency, event-loop lag, outbox backlog', async () => {

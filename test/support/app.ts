@@ -1,5 +1,6 @@
 import { createRuntime, createServer, type Server } from '../../src/app/runtime.ts';
 import { systemContext, type Authentication } from '../../src/platform/auth/principal.ts';
+import type { Logger } from '../../src/platform/telemetry/logger.ts';
 import { createTestDatabase, testConfig, type DatabaseKind, type TestDatabase } from './databases.ts';
 
 export interface TestApp {
@@ -13,9 +14,9 @@ export interface TestApp {
 }
 
 /** The whole server on a fresh database, driven with inject() (no network). */
-export async function startTestApp(kind: DatabaseKind, env: Record<string, string> = {}): Promise<TestApp> {
+export async function startTestApp(kind: DatabaseKind, env: Record<string, string> = {}, logger?: Logger): Promise<TestApp> {
   const db = await createTestDatabase(kind);
-  const runtime = await createRuntime(testConfig(db, env));
+  const runtime = await createRuntime(testConfig(db, env), logger ? { logger } : {});
   const server = await createServer(runtime);
   let n = 0;
   return {
