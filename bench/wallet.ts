@@ -66,7 +66,9 @@ try {
 
   // Pre-signed calls: a bet, then (half the time) its win.
   // Game rounds: a bet, and every other round a win that names it (sent after the bet's answer).
-  const ROUNDS = Math.ceil((SECONDS + 12) * Number(process.env.BENCH_EXPECTED_BETS_PER_SECOND ?? 3000));
+  // Enough for the warm-up (2 s), the saturation run and the closed loop with bets (5 s) at the expected
+  // rate, and the fixed-rate run (10 s) at its own.
+  const ROUNDS = Math.ceil((SECONDS + 7) * Number(process.env.BENCH_EXPECTED_BETS_PER_SECOND ?? 3000) + 10 * TARGET_RATE);
   const bodies: { path: string; body: string; kind: 'bet' | 'win' }[] = [];
   const rounds: { bet: number; win: number | null; player: number }[] = [];
   for (let i = 0; i < ROUNDS; i++) {
