@@ -207,8 +207,8 @@ try {
 }
 
 /**
- * What the server itself saw since `before` (or since its start): how long the bet route
- * took from request to response and how long each ledger batch took to write, commit
+ * What the server itself saw since `before` (or since its start): how long the bet and
+ * balance routes took from request to response and how long each ledger batch took to write, commit
  * included (histograms, so each quantile is a bucket's upper bound), and its event loop's
  * delay (prom-client resets that at each scrape).
  */
@@ -220,7 +220,7 @@ async function serverSide(url: string, before?: Map<string, number>): Promise<{ 
     for (const line of text.split('\n')) {
       if (!line.startsWith(`${series}_bucket{`) || !labels.every((l) => line.includes(l))) continue;
       const le = /le="([^"]+)"/.exec(line)![1]!;
-      const id = `${series}|${le}`;
+      const id = `${series}|${labels.join(',')}|${le}`;
       const n = Number(line.slice(line.lastIndexOf(' ') + 1));
       buckets.set(id, n);
       counts.set(le, n - (before?.get(id) ?? 0));
@@ -230,10 +230,11 @@ async function serverSide(url: string, before?: Map<string, number>): Promise<{ 
     return `p50 <= ${quantile(0.5)} s, p99 <= ${quantile(0.99)} s`;
   };
   const route = histogram('pitboss_http_request_duration_seconds', ['route="/providers/hub88/transaction/bet"', 'status="200"']);
+  const balance = histogram('pitboss_http_request_duration_seconds', ['method="GET"', 'route="/v1/players/:id/balance"', 'status="200"']);
   const batches = histogram('pitboss_ledger_batch_seconds', []);
   // The percentiles include the sampling interval (see EVENT_LOOP_SAMPLE_MS): the delay is what exceeds it.
   const lag = (name: string) => (1000 * Number(new RegExp(`^nodejs_eventloop_lag_${name}_seconds ([\\d.e+-]+)$`, 'm').exec(text)?.[1] ?? 'NaN') - EVENT_LOOP_SAMPLE_MS).toFixed(1);
-  return { text: `bet route ${route}; ledger batch ${batches}; event loop delay p50 ${lag('p50')} ms, p99 ${lag('p99')} ms, max ${lag('max')} ms`, buckets };
+  return { text: `bet route ${route}; balance route ${balance}; ledger batch ${batches}; event loop delay p50 ${lag('p50')} ms, p99 ${lag('p99')} ms, max ${lag('max')} ms`, buckets };
 }
 
 /** Mean batch size and duration from the server's own metrics (since it started). */
