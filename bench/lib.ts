@@ -135,7 +135,7 @@ export const fmt = (r: LoadResult): string =>
   `${r.perSecond.toFixed(1)}/s over ${r.requests} requests (${r.errors} errors), p50 ${r.p50.toFixed(2)} ms, p95 ${r.p95.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`;
 
 /** CPU seconds used so far by the given processes and by every PostgreSQL process (Linux /proc), and the machine's idle seconds. */
-export function cpuSnapshot(serverPids: readonly number[]): { servers: number; postgres: number; self: number; idle: number } | undefined {
+export function cpuSnapshot(serverPids: readonly number[]): { servers: number; postgres: number; self: number; idle: number; steal: number } | undefined {
   try {
     const tick = 100; // USER_HZ on Linux
     const used = (pid: number | string): number => {
@@ -154,16 +154,20 @@ export function cpuSnapshot(serverPids: readonly number[]): { servers: number; p
     }
     const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.split(/\s+/);
     const idle = (Number(cpu[4]) + Number(cpu[5])) / tick;
+    // Time the hypervisor gave another guest while this one wanted to run.
+    const steal = Number(cpu[8] ?? 0) / tick;
     const self = process.cpuUsage();
-    return { servers: serverPids.reduce((sum, pid) => sum + used(pid), 0), postgres, self: (self.user + self.system) / 1e6, idle };
+    return { servers: serverPids.reduce((sum, pid) => sum + used(pid), 0), postgres, self: (self.user + self.system) / 1e6, idle, steal };
   } catch {
     return undefined;
   }
 }
 
 /** Where the cores went between two snapshots, as shares of one core. */
-export function cpuShares(before: ReturnType<typeof cpuSnapshot>, after: ReturnType<typeof cpuSnapshot>, seconds: number): string {
+export function cpuShares(before: ReturnType<typeof cpuSnapshot>, after: ReturnType<typeof cpuSnapshot>, seconds: number, calls?: number): string {
   if (!before || !after) return 'CPU shares unavailable (no /proc)';
   const pct = (a: number, b: number) => `${((100 * (b - a)) / seconds).toFixed(0)}%`;
-  return `CPU, as % of one core: server ${pct(before.servers, after.servers)}, PostgreSQL ${pct(before.postgres, after.postgres)}, load generator ${pct(before.self, after.self)}, idle ${pct(before.idle, after.idle)} (of ${availableParallelism() * 100}%)`;
+  // The server's CPU per call tells a run on slower cycles (a busy neighbour on the host) from a change in the code.
+  const perCall = calls ? `; server CPU per call ${((1e6 * (after.servers - before.servers)) / calls).toFixed(0)} µs` : '';
+  return `CPU, as % of one core: server ${pct(before.servers, after.servers)}, PostgreSQL ${pct(before.postgres, after.postgres)}, load generator ${pct(before.self, after.self)}, idle ${pct(before.idle, after.idle)}, stolen by the hypervisor ${pct(before.steal, after.steal)} (of ${availableParallelism() * 100}%)${perCall}`;
 }

@@ -160,7 +160,7 @@ try {
   const saturated = await load({ concurrency: CONCURRENCY, seconds: SECONDS, next: fire });
   const cpuAfter = cpuSnapshot(serverPids);
   const peak = summarize(`saturation (${CONCURRENCY} callers, ${SECONDS}s)`, saturated, betLatencies);
-  console.log(`  ${cpuShares(cpuBefore, cpuAfter, saturated.seconds)}`);
+  console.log(`  ${cpuShares(cpuBefore, cpuAfter, saturated.seconds, calls)}`);
   console.log(`  ledger batches: ${await batchStats(urls[0]!)}; PostgreSQL checkpoints during the run: ${(await checkpoints()) - checkpointsBefore}`);
 
   // Open loop at a fixed rate of bets (wins ride along), with balance reads at their own
@@ -170,8 +170,11 @@ try {
   calls = 0;
   const before = (await serverSide(urls[0]!)).buckets;
   const checkpointsBeforeRate = await checkpoints();
+  const cpuBeforeRate = cpuSnapshot(serverPids);
   const [paced, pacedReads] = await Promise.all([paced_run(TARGET_RATE, 10, fire), paced_run(BALANCE_RATE, 10, readBalance)]);
+  const cpuAfterRate = cpuSnapshot(serverPids);
   const atRate = summarize(`fixed rate ~${TARGET_RATE} bets/s (10s)`, paced, betLatencies);
+  console.log(`  ${cpuShares(cpuBeforeRate, cpuAfterRate, paced.seconds, calls + pacedReads.requests)}`);
   const read = percentiles(balanceLatencies);
   const reads = { p50: read(50), p95: read(95), p99: read(99) };
   balanceLatencies.length = 0;
