@@ -155,13 +155,14 @@ try {
   statusErrors = 0;
   calls = 0;
   const checkpointsBefore = await checkpoints();
+  const batchesBefore = await batchCounts(urls[0]!);
   const serverPids = servers.map((s) => s.child.pid!);
   const cpuBefore = cpuSnapshot(serverPids);
   const saturated = await load({ concurrency: CONCURRENCY, seconds: SECONDS, next: fire });
   const cpuAfter = cpuSnapshot(serverPids);
   const peak = summarize(`saturation (${CONCURRENCY} callers, ${SECONDS}s)`, saturated, betLatencies);
   console.log(`  ${cpuShares(cpuBefore, cpuAfter, saturated.seconds, calls)}`);
-  console.log(`  ledger batches: ${await batchStats(urls[0]!)}; PostgreSQL checkpoints during the run: ${(await checkpoints()) - checkpointsBefore}`);
+  console.log(`  ledger batches: ${await batchStats(urls[0]!, batchesBefore)}; PostgreSQL checkpoints during the run: ${(await checkpoints()) - checkpointsBefore}`);
 
   // Open loop at a fixed rate of bets (wins ride along), with balance reads at their own
   // fixed rate beside them: the latency each sees at that load, queueing included.
@@ -170,11 +171,13 @@ try {
   calls = 0;
   const before = (await serverSide(urls[0]!)).buckets;
   const checkpointsBeforeRate = await checkpoints();
+  const batchesBeforeRate = await batchCounts(urls[0]!);
   const cpuBeforeRate = cpuSnapshot(serverPids);
   const [paced, pacedReads] = await Promise.all([paced_run(TARGET_RATE, 10, fire), paced_run(BALANCE_RATE, 10, readBalance)]);
   const cpuAfterRate = cpuSnapshot(serverPids);
   const atRate = summarize(`fixed rate ~${TARGET_RATE} bets/s (10s)`, paced, betLatencies);
   console.log(`  ${cpuShares(cpuBeforeRate, cpuAfterRate, paced.seconds, calls + pacedReads.requests)}`);
+  console.log(`  ledger batches: ${await batchStats(urls[0]!, batchesBeforeRate)}`);
   const read = percentiles(balanceLatencies);
   const reads = { p50: read(50), p95: read(95), p99: read(99) };
   balanceLatencies.length = 0;
@@ -240,13 +243,33 @@ async function serverSide(url: string, before?: Map<string, number>): Promise<{ 
   return { text: `bet route ${route}; balance route ${balance}; ledger batch ${batches}; event loop delay p50 ${lag('p50')} ms, p99 ${lag('p99')} ms, max ${lag('max')} ms`, buckets };
 }
 
-/** Mean batch size and duration from the server's own metrics (since it started). */
-async function batchStats(url: string): Promise<string> {
+interface BatchCounts {
+  batches: number;
+  fast: number;
+  locked: number;
+  movements: number;
+  seconds: number;
+}
+
+/** The ledger batches the server has written since it started, from its own metrics. */
+async function batchCounts(url: string): Promise<BatchCounts> {
   const text = (await call(`${url}/metrics`, 'GET')).body;
   const value = (name: string) => Number(new RegExp(`^${name} ([\\d.e+-]+)$`, 'm').exec(text)?.[1] ?? 'NaN');
-  const batches = value('pitboss_ledger_batch_size_count');
   const path = (name: string) => Number(new RegExp(`^pitboss_ledger_batches_total\\{path="${name}"\\} ([\\d.e+-]+)$`, 'm').exec(text)?.[1] ?? '0');
-  return `${batches} batches (${path('fast')} fast, ${path('locked')} locked), mean ${(value('pitboss_ledger_batch_size_sum') / batches).toFixed(1)} movements, mean ${((1000 * value('pitboss_ledger_batch_seconds_sum')) / batches).toFixed(1)} ms each`;
+  return {
+    batches: value('pitboss_ledger_batch_size_count'),
+    fast: path('fast'),
+    locked: path('locked'),
+    movements: value('pitboss_ledger_batch_size_sum'),
+    seconds: value('pitboss_ledger_batch_seconds_sum'),
+  };
+}
+
+/** How many batches the server wrote since `before`, on which path, their mean size and duration. */
+async function batchStats(url: string, before: BatchCounts): Promise<string> {
+  const now = await batchCounts(url);
+  const d = (k: keyof BatchCounts) => now[k] - before[k];
+  return `${d('batches')} batches (${d('fast')} fast, ${d('locked')} locked), mean ${(d('movements') / d('batches')).toFixed(1)} movements, mean ${((1000 * d('seconds')) / d('batches')).toFixed(1)} ms each`;
 }
 
 /** The p-th percentile of a list of latencies (sorts it). */
