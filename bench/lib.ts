@@ -138,16 +138,19 @@ export const fmt = (r: LoadResult): string =>
 export function cpuSnapshot(serverPids: readonly number[]): { servers: number; postgres: number; self: number; idle: number; steal: number } | undefined {
   try {
     const tick = 100; // USER_HZ on Linux
-    const used = (pid: number | string): number => {
+    // utime + stime, and with `children` also the CPU of its ended children that it waited for.
+    const used = (pid: number | string, children = false): number => {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return (Number(fields[11]) + Number(fields[12])) / tick;
+      return (Number(fields[11]) + Number(fields[12]) + (children ? Number(fields[13]) + Number(fields[14]) : 0)) / tick;
     };
+    // Backends that ended between two snapshots (a pool closing idle connections) count
+    // through the postmaster, which reaps them.
     let postgres = 0;
     for (const pid of readdirSync('/proc')) {
       if (!/^\d+$/.test(pid)) continue;
       try {
-        if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres') postgres += used(pid);
+        if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres') postgres += used(pid, true);
       } catch {
         // the process ended meanwhile
       }

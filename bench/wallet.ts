@@ -177,11 +177,12 @@ try {
   const cpuAfterRate = cpuSnapshot(serverPids);
   const atRate = summarize(`fixed rate ~${TARGET_RATE} bets/s (10s)`, paced, betLatencies);
   console.log(`  ${cpuShares(cpuBeforeRate, cpuAfterRate, paced.seconds, calls + pacedReads.requests)}`);
-  console.log(`  ledger batches: ${await batchStats(urls[0]!, batchesBeforeRate)}`);
   const read = percentiles(balanceLatencies);
   const reads = { p50: read(50), p95: read(95), p99: read(99) };
   balanceLatencies.length = 0;
+  // serverSide first: reading /metrics resets the event-loop histogram.
   console.log(`  server side: ${(await serverSide(urls[0]!, before)).text}; PostgreSQL checkpoints during the run: ${(await checkpoints()) - checkpointsBeforeRate}`);
+  console.log(`  ledger batches: ${await batchStats(urls[0]!, batchesBeforeRate)}`);
   console.log(
     `  GET balance at ${BALANCE_RATE}/s beside them: ${pacedReads.requests} reads (${pacedReads.errors} errors), p50 ${reads.p50.toFixed(1)} ms, p95 ${reads.p95.toFixed(1)} ms, p99 ${reads.p99.toFixed(1)} ms (target < 5 ms)`,
   );
