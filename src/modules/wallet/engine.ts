@@ -793,6 +793,10 @@ const jsonArray = (texts: readonly string[]): string => `[${texts.join(',')}]`;
 function batchStatement(plan: PlannedBatch, guarded: readonly AccountState[], at: Date) {
   const { txRows, postingRows, changed, answers, closedKeys } = plan;
   const stamp = at.toISOString();
+  // The accounts are also looked up by `holder = any(...)`: with only the join, a generic plan
+  // (which guesses 10 rows per array) scans all of wallet.accounts when the table is small.
+  const changedHolders = pgArray(changed.map((c) => c.state.key.holder));
+  const guardedHolders = pgArray(guarded.map((g) => g.key.holder));
   return sql<{ ok: boolean }>`${sql.raw(PREPARED)}
     with new_transactions as (
       insert into wallet.transactions (player_id, id, type, currency, amount, split, round_id, provider, external_ref, reference_id, idempotency_scope, idempotency_key, meta, created_at)
@@ -811,17 +815,17 @@ function batchStatement(plan: PlannedBatch, guarded: readonly AccountState[], at
     ),
     balances as (
       update wallet.accounts a set balance = v.b, last_seq = v.s, last_hash = v.h, updated_at = ${stamp}::timestamptz
-      from unnest(${pgArray(changed.map((c) => c.state.key.holder))}::uuid[], ${pgArray(changed.map((c) => c.state.key.name))}::text[], ${pgArray(changed.map((c) => c.state.key.currency))}::bpchar[],
+      from unnest(${changedHolders}::uuid[], ${pgArray(changed.map((c) => c.state.key.name))}::text[], ${pgArray(changed.map((c) => c.state.key.currency))}::bpchar[],
                   ${pgArray(changed.map((c) => str(c.state.balance)))}::int8[], ${pgArray(changed.map((c) => str(c.state.lastSeq)))}::int8[], ${pgArray(changed.map((c) => c.state.lastHash))}::text[],
                   ${pgArray(changed.map((c) => str(c.expectedSeq)))}::int8[]) as v(holder, name, currency, b, s, h, e)
-      where a.holder = v.holder and a.name = v.name and a.currency = v.currency and a.last_seq = v.e
+      where a.holder = any(${changedHolders}::uuid[]) and a.holder = v.holder and a.name = v.name and a.currency = v.currency and a.last_seq = v.e
       returning 1
     ),
     guarded as (
       select 1 from wallet.accounts a
-      join unnest(${pgArray(guarded.map((g) => g.key.holder))}::uuid[], ${pgArray(guarded.map((g) => g.key.name))}::text[], ${pgArray(guarded.map((g) => g.key.currency))}::bpchar[], ${pgArray(guarded.map((g) => str(g.lastSeq)))}::int8[]) as v(holder, name, currency, e)
+      join unnest(${guardedHolders}::uuid[], ${pgArray(guarded.map((g) => g.key.name))}::text[], ${pgArray(guarded.map((g) => g.key.currency))}::bpchar[], ${pgArray(guarded.map((g) => str(g.lastSeq)))}::int8[]) as v(holder, name, currency, e)
         on a.holder = v.holder and a.name = v.name and a.currency = v.currency
-      where a.last_seq = v.e
+      where a.holder = any(${guardedHolders}::uuid[]) and a.last_seq = v.e
       for share of a
     ),
     new_tombstones as (
