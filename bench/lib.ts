@@ -44,18 +44,20 @@ export interface Started {
 /** A port for a bench server, chosen before it starts when its env must name it (PUBLIC_URL). */
 export const randomPort = (): number => 20000 + Math.floor(Math.random() * 20000);
 
-/** The Node flags `npm start` gives the server (package.json), so a bench measures the server as it is run. */
-export const startFlags = (JSON.parse(readFileSync(resolve(root, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start
-  .split(' ')
-  .filter((arg) => arg.startsWith('--'));
+/**
+ * The server's Node flags: those `npm start` gives it (package.json), so a bench measures
+ * the server as it is run, then BENCH_SERVER_NODE_ARGS (e.g. --trace-gc, flags NODE_OPTIONS
+ * may not carry), whose flags override the same ones before them (the last one counts).
+ */
+export const serverNodeArgs = [
+  ...(JSON.parse(readFileSync(resolve(root, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start.split(' ').filter((arg) => arg.startsWith('--')),
+  ...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean),
+];
 
 /** Starts `pitboss serve` as its own process (so the load generator does not share its event loop). */
 export async function startServer(env: Record<string, string>, port = randomPort()): Promise<Started> {
   const started = performance.now();
-  // BENCH_SERVER_NODE_ARGS: extra Node flags for the server (e.g. --trace-gc), which NODE_OPTIONS may not carry; a
-  // flag given there again overrides the one from npm start (the last one counts).
-  const nodeArgs = [...startFlags, ...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean)];
-  const child = spawn(process.execPath, [...nodeArgs, resolve(root, 'bin/pitboss.js'), 'serve'], {
+  const child = spawn(process.execPath, [...serverNodeArgs, resolve(root, 'bin/pitboss.js'), 'serve'], {
     env: { ...process.env, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', ...env, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });

@@ -7,7 +7,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { EVENT_LOOP_SAMPLE_MS } from '../src/platform/telemetry/metrics.ts';
-import { adminQuery, adminUrl, call, checkpoints, cpuShares, cpuSnapshot, fmt, load, pgUrl, root, startFlags, startServer, type LoadResult } from './lib.ts';
+import { adminQuery, adminUrl, call, checkpoints, cpuShares, cpuSnapshot, fmt, load, pgUrl, root, serverNodeArgs, startServer, type LoadResult } from './lib.ts';
 import { RawHttpClient } from './raw-http.ts';
 
 const PLAYERS = Number(process.env.BENCH_PLAYERS ?? 200);
@@ -29,7 +29,7 @@ const env: Record<string, string> = { DATABASE_URL: pgUrl(dbName), HUB88_PUBLIC_
 // BENCH_PROFILE=dir writes the server's CPU profile there (open it in Chrome DevTools).
 if (process.env.BENCH_PROFILE) env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE}`;
 
-console.log(`bench:wallet on PostgreSQL, ${availableParallelism()} cores, ${PLAYERS} players, ${PROCESSES} server process(es) (node ${[...startFlags, process.env.BENCH_SERVER_NODE_ARGS ?? ''].join(' ').trim()}), ${CONCURRENCY} concurrent callers`);
+console.log(`bench:wallet on PostgreSQL, ${availableParallelism()} cores, ${PLAYERS} players, ${PROCESSES} server process(es) (node ${serverNodeArgs.join(' ')}), ${CONCURRENCY} concurrent callers`);
 const servers = [await startServer(env)];
 for (let i = 1; i < PROCESSES; i++) servers.push(await startServer(env));
 const urls = servers.map((s) => s.url);
@@ -155,23 +155,24 @@ try {
   statusErrors = 0;
   calls = 0;
   const checkpointsBefore = await checkpoints();
-  const batchesBefore = await batchCounts(urls[0]!);
+  const batchesBefore = batchCounts(await scrape(urls[0]!));
   const serverPids = servers.map((s) => s.child.pid!);
   const cpuBefore = cpuSnapshot(serverPids);
   const saturated = await load({ concurrency: CONCURRENCY, seconds: SECONDS, next: fire });
   const cpuAfter = cpuSnapshot(serverPids);
   const peak = summarize(`saturation (${CONCURRENCY} callers, ${SECONDS}s)`, saturated, betLatencies);
   console.log(`  ${cpuShares(cpuBefore, cpuAfter, saturated.seconds, calls)}`);
-  console.log(`  ledger batches: ${await batchStats(urls[0]!, batchesBefore)}; PostgreSQL checkpoints during the run: ${(await checkpoints()) - checkpointsBefore}`);
+  console.log(`  ledger batches: ${batchStats(batchesBefore, batchCounts(await scrape(urls[0]!)))}; PostgreSQL checkpoints during the run: ${(await checkpoints()) - checkpointsBefore}`);
 
   // Open loop at a fixed rate of bets (wins ride along), with balance reads at their own
   // fixed rate beside them: the latency each sees at that load, queueing included.
   betLatencies.length = 0;
   statusErrors = 0;
   calls = 0;
-  const before = (await serverSide(urls[0]!)).buckets;
+  const metricsBefore = await scrape(urls[0]!);
+  const before = serverSide(metricsBefore).buckets;
+  const batchesBeforeRate = batchCounts(metricsBefore);
   const checkpointsBeforeRate = await checkpoints();
-  const batchesBeforeRate = await batchCounts(urls[0]!);
   const cpuBeforeRate = cpuSnapshot(serverPids);
   const [paced, pacedReads] = await Promise.all([paced_run(TARGET_RATE, 10, fire), paced_run(BALANCE_RATE, 10, readBalance)]);
   const cpuAfterRate = cpuSnapshot(serverPids);
@@ -180,9 +181,9 @@ try {
   const read = percentiles(balanceLatencies);
   const reads = { p50: read(50), p95: read(95), p99: read(99) };
   balanceLatencies.length = 0;
-  // serverSide first: reading /metrics resets the event-loop histogram.
-  console.log(`  server side: ${(await serverSide(urls[0]!, before)).text}; PostgreSQL checkpoints during the run: ${(await checkpoints()) - checkpointsBeforeRate}`);
-  console.log(`  ledger batches: ${await batchStats(urls[0]!, batchesBeforeRate)}`);
+  const metricsAfter = await scrape(urls[0]!);
+  console.log(`  server side: ${serverSide(metricsAfter, before).text}; PostgreSQL checkpoints during the run: ${(await checkpoints()) - checkpointsBeforeRate}`);
+  console.log(`  ledger batches: ${batchStats(batchesBeforeRate, batchCounts(metricsAfter))}`);
   console.log(
     `  GET balance at ${BALANCE_RATE}/s beside them: ${pacedReads.requests} reads (${pacedReads.errors} errors), p50 ${reads.p50.toFixed(1)} ms, p95 ${reads.p95.toFixed(1)} ms, p99 ${reads.p99.toFixed(1)} ms (target < 5 ms)`,
   );
@@ -214,13 +215,12 @@ try {
 }
 
 /**
- * What the server itself saw since `before` (or since its start): how long the bet and
- * balance routes took from request to response and how long each ledger batch took to write, commit
- * included (histograms, so each quantile is a bucket's upper bound), and its event loop's
- * delay (prom-client resets that at each scrape).
+ * What the server itself saw, from its metrics `text`, since `before` (or since its start):
+ * how long the bet and balance routes took from request to response and how long each
+ * ledger batch took to write, commit included (histograms, so each quantile is a bucket's
+ * upper bound), and its event loop's delay since the previous scrape.
  */
-async function serverSide(url: string, before?: Map<string, number>): Promise<{ text: string; buckets: Map<string, number> }> {
-  const text = (await call(`${url}/metrics`, 'GET')).body;
+function serverSide(text: string, before?: Map<string, number>): { text: string; buckets: Map<string, number> } {
   const buckets = new Map<string, number>();
   const histogram = (series: string, labels: string[]) => {
     const counts = new Map<string, number>();
@@ -252,9 +252,16 @@ interface BatchCounts {
   seconds: number;
 }
 
-/** The ledger batches the server has written since it started, from its own metrics. */
-async function batchCounts(url: string): Promise<BatchCounts> {
-  const text = (await call(`${url}/metrics`, 'GET')).body;
+/**
+ * A server's metrics. Each read resets its event-loop histogram (prom-client), so one read
+ * serves everything taken at one moment.
+ */
+async function scrape(url: string): Promise<string> {
+  return (await call(`${url}/metrics`, 'GET')).body;
+}
+
+/** The ledger batches the server has written since it started, from its metrics. */
+function batchCounts(text: string): BatchCounts {
   const value = (name: string) => Number(new RegExp(`^${name} ([\\d.e+-]+)$`, 'm').exec(text)?.[1] ?? 'NaN');
   const path = (name: string) => Number(new RegExp(`^pitboss_ledger_batches_total\\{path="${name}"\\} ([\\d.e+-]+)$`, 'm').exec(text)?.[1] ?? '0');
   return {
@@ -266,9 +273,8 @@ async function batchCounts(url: string): Promise<BatchCounts> {
   };
 }
 
-/** How many batches the server wrote since `before`, on which path, their mean size and duration. */
-async function batchStats(url: string, before: BatchCounts): Promise<string> {
-  const now = await batchCounts(url);
+/** How many batches the server wrote between two counts, on which path, their mean size and duration. */
+function batchStats(before: BatchCounts, now: BatchCounts): string {
   const d = (k: keyof BatchCounts) => now[k] - before[k];
   return `${d('batches')} batches (${d('fast')} fast, ${d('locked')} locked), mean ${(d('movements') / d('batches')).toFixed(1)} movements, mean ${((1000 * d('seconds')) / d('batches')).toFixed(1)} ms each`;
 }

@@ -323,16 +323,14 @@ interface Learned {
   readonly accounts: readonly AccountState[];
   readonly transactions: readonly LedgerTransaction[];
   /** Keys answered (or closed by a rollback): the ledger holds their first answers. */
-  readonly answers: readonly { readonly scope: string; readonly key: string }[];
+  readonly answers: readonly AnsweredKey[];
   /** Bets the locked path read under its locks, each with every transaction that referred to it then. */
   readonly bets?: readonly { bet: LedgerTransaction; children: readonly LedgerTransaction[] }[];
 }
 
-interface StoredAnswer {
+interface AnsweredKey {
   readonly scope: string;
   readonly key: string;
-  readonly hash: string;
-  readonly outcome: Outcome;
 }
 
 /** What a key already answered gives a command that carries it (the locked path reads the same from wallet.idempotency). */
@@ -345,7 +343,9 @@ function answerFor(c: LedgerCommand, stored: { hash: string; outcome: Outcome | 
 }
 
 const str = (v: bigint): string => v.toString();
-const keyOf = (c: LedgerCommand) => `${c.idempotency.scope}\u0000${c.idempotency.key}`;
+/** An idempotency key with its scope, as one map key. */
+const scopedKey = (scope: string, key: string) => `${scope}\u0000${key}`;
+const keyOf = (c: LedgerCommand) => scopedKey(c.idempotency.scope, c.idempotency.key);
 const refKey = (player: string, provider: string, ref: string) => `${player}\u0000${provider}\u0000${ref}`;
 
 /** The fast path met something its cache cannot answer: the batch takes the locked path. */
@@ -388,15 +388,15 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
   const stored = await sql<{ scope: string; key: string; request_hash: string; outcome: Outcome | null }>`
     select scope, key, request_hash, outcome from wallet.idempotency
     where (scope, key) in (select * from unnest(${keys.map((c) => c.scope)}::text[], ${keys.map((c) => c.key)}::text[]))`.execute(trx);
-  const storedAnswers: StoredAnswer[] = [];
   if (stored.rows.length > 0) {
-    const byId = new Map(stored.rows.map((r) => [`${r.scope}\u0000${r.key}`, r]));
+    const byId = new Map(stored.rows.map((r) => [scopedKey(r.scope, r.key), r]));
     commands.forEach((c, i) => {
       const row = byId.get(keyOf(c));
       if (row) results[i] = answerFor(c, { hash: row.request_hash, outcome: row.outcome });
     });
-    for (const r of stored.rows) if (r.outcome) storedAnswers.push({ scope: r.scope, key: r.key, hash: r.request_hash, outcome: r.outcome });
   }
+  // Keys with an answer (a claim without one is an HTTP request in progress).
+  const storedAnswers: AnsweredKey[] = stored.rows.filter((r) => r.outcome);
 
   // 2. Load and lock the accounts, in key order. Missing ones are created first.
   const wanted = new Map<string, AccountKey & { kind: 'player' | 'house' }>();
@@ -476,7 +476,7 @@ export async function writeBatch(trx: Trx, commands: readonly LedgerCommand[], w
 
 // Only answers the statement is known to have written (it checks their count): a
 // tombstone is written "if the key is new", so the cache never learns one it wrote.
-const answersOf = (plan: PlannedBatch): StoredAnswer[] => plan.answers;
+const answersOf = (plan: PlannedBatch): AnsweredKey[] => plan.answers;
 
 const now = () => new Date();
 
@@ -742,7 +742,7 @@ function planBatch(
         if (plan.events) events.push(...plan.events(ok));
         for (const t of c.tombstones ?? []) {
           tombstones.push({ ...t, player: c.playerId });
-          closed.set(`${t.scope}\u0000${t.key}`, t.outcome);
+          closed.set(scopedKey(t.scope, t.key), t.outcome);
         }
       }
     }
@@ -765,13 +765,13 @@ function planBatch(
   // Sorted, so two batches inserting overlapping keys wait for each other in one order.
   const answers = outcomes
     .map((o) => {
-      const first = commands[firstIndex.get(`${o.scope}\u0000${o.key}`)!]!;
+      const first = commands[firstIndex.get(scopedKey(o.scope, o.key))!]!;
       return { scope: o.scope, key: o.key, outcome: o.outcome, hash: o.tombstone ? TOMBSTONE : first.idempotency.requestHash, player: first.playerId };
     })
     .sort((x, y) => (x.scope === y.scope ? (x.key < y.key ? -1 : x.key > y.key ? 1 : 0) : x.scope < y.scope ? -1 : 1));
   // A key this batch both closes and answers (a late bet in the same batch) is written once, as its answer.
-  const answered = new Set(answers.map((o) => `${o.scope}\u0000${o.key}`));
-  const closedKeys = tombstones.filter((t) => !answered.has(`${t.scope}\u0000${t.key}`));
+  const answered = new Set(answers.map((o) => scopedKey(o.scope, o.key)));
+  const closedKeys = tombstones.filter((t) => !answered.has(scopedKey(t.scope, t.key)));
   const changed = [...before].map(([id, expectedSeq]) => ({ state: accounts.get(id)!, expectedSeq }));
   return { results: results as CommandResult[], txRows, postingRows, changed, touched: new Set(before.keys()), answers, closedKeys, events, written };
 }
@@ -979,7 +979,7 @@ export class LaneCache {
       const children = this.childrenOf(tx.playerId, tx.referenceId);
       if (children) (children as LedgerTransaction[]).push(tx);
     }
-    for (const a of learned.answers) this.#answered.set(`${a.scope}\u0000${a.key}`, true);
+    for (const a of learned.answers) this.#answered.set(scopedKey(a.scope, a.key), true);
   }
 
   /**

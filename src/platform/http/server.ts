@@ -52,11 +52,6 @@ function buildValidator(shared: Record<string, unknown>) {
 }
 
 /**
- * The HTTP edge shared by every module: JSON-schema validation (bodies strictly, query
- * and params with coercion), problem+json errors with stable codes, request ids,
- * bearer authentication, metrics, health, OpenAPI 3.1 and its interactive docs.
- */
-/**
  * One access line per request, when it is answered, instead of Fastify's two (incoming
  * and completed): on the provider callbacks that is thousands of lines a second.
  */
@@ -70,6 +65,11 @@ class AccessLog extends LogController {
   }
 }
 
+/**
+ * The HTTP edge shared by every module: JSON-schema validation (bodies strictly, query
+ * and params with coercion), problem+json errors with stable codes, request ids,
+ * bearer authentication, metrics, health, OpenAPI 3.1 and its interactive docs.
+ */
 export async function createHttpServer(options: HttpOptions): Promise<HttpApp> {
   const app = Fastify({
     loggerInstance: options.logger,
