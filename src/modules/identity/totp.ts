@@ -1,9 +1,10 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { generateSecret, generateURI, verify } from 'otplib';
 import { renderSVG } from 'uqr';
 import type { RequestContext } from '../../platform/auth/principal.ts';
 import { tablesOf } from '../../platform/db/database.ts';
+import { sha256Hex } from '../../platform/hash.ts';
 import type { Kernel } from '../../platform/module.ts';
 import { fail } from './errors.ts';
 import type { IdentityTables } from './store.ts';
@@ -32,7 +33,7 @@ export interface TotpEnrolment {
 
 export type SecondFactor = 'otp' | 'recovery_code';
 
-const hashCode = (code: string): string => createHash('sha256').update(code).digest('hex');
+const hashCode = (code: string): string => sha256Hex(code);
 /** Recovery codes are read back by people: case, spaces and dashes do not matter. */
 const normaliseRecovery = (code: string): string => code.toUpperCase().replace(/[\s-]/g, '');
 

@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { sql } from 'kysely';
 import { actorOf } from '../../platform/auth/principal.ts';
 import { tablesOf, type Database } from '../../platform/db/database.ts';
 import { DomainError, platformErrors } from '../../platform/errors.ts';
+import { sha256Hex } from '../../platform/hash.ts';
 import { problemBody, PROBLEM_CONTENT_TYPE } from '../../platform/http/problem.ts';
 import { fail } from './errors.ts';
 import { requestHash } from './operations.ts';
@@ -30,7 +30,7 @@ export interface Claim {
  * record and finishes it, instead of creating (and paying) a second one.
  */
 export function claimedId(claim: Claim): string {
-  const h = createHash('sha256').update(`${claim.scope}\u0000${claim.key}`).digest('hex');
+  const h = sha256Hex(`${claim.scope}\u0000${claim.key}`);
   // An RFC 9562 version 8 (name-based, custom) UUID.
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${((Number.parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }

@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PGliteDialect, PostgresDialect, sql, type Transaction } from 'kysely';
 import pg from 'pg';
 import type { Config } from '../config.ts';
+import { sha256Hex } from '../hash.ts';
 import type { PlatformTables } from './schema.ts';
 
 export type Db = Kysely<PlatformTables>;
@@ -125,7 +125,7 @@ const statementNames = new Map<string, string>();
 const statementName = (text: string): string => {
   let name = statementNames.get(text);
   if (!name) {
-    name = `p_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;
+    name = `p_${sha256Hex(text).slice(0, 24)}`;
     statementNames.set(text, name);
   }
   return name;

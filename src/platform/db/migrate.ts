@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Db } from './database.ts';
+import { sha256Hex } from '../hash.ts';
 
 /**
  * A forward-only migration. `sql` is plain PostgreSQL that runs unchanged on PGlite
@@ -24,7 +24,7 @@ export interface MigrationResult {
 
 export class MigrationError extends Error {}
 
-const checksum = (m: Migration): string => createHash('sha256').update(m.sql).digest('hex');
+const checksum = (m: Migration): string => sha256Hex(m.sql);
 
 // Any number that is the same in every process: all migrators queue on it, so two
 // processes starting at once never run one migration twice.
