@@ -12,7 +12,12 @@ import { RawHttpClient } from './raw-http.ts';
 
 const PLAYERS = Number(process.env.BENCH_PLAYERS ?? 200);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
-const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64);
+// The saturation run, once per caller count: more callers give larger batches and more
+// throughput until the server's core is full, then only a longer queue.
+const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '64,128').split(',').map(Number);
+if (CONCURRENCY.some((n) => !Number.isInteger(n) || n < 1)) throw new Error('BENCH_CONCURRENCY: caller counts, comma-separated');
+/** The p99 bound of the throughput target. */
+const SATURATION_P99_MS = 50;
 const PROCESSES = Number(process.env.BENCH_PROCESSES ?? 1);
 const TARGET_RATE = Number(process.env.BENCH_RATE ?? 1000);
 const BALANCE_RATE = Number(process.env.BENCH_BALANCE_RATE ?? 50);
@@ -29,7 +34,7 @@ const env: Record<string, string> = { DATABASE_URL: pgUrl(dbName), HUB88_PUBLIC_
 // BENCH_PROFILE=dir writes the server's CPU profile there (open it in Chrome DevTools).
 if (process.env.BENCH_PROFILE) env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE}`;
 
-console.log(`bench:wallet on PostgreSQL, ${availableParallelism()} cores, ${PLAYERS} players, ${PROCESSES} server process(es) (node ${serverNodeArgs.join(' ')}), ${CONCURRENCY} concurrent callers`);
+console.log(`bench:wallet on PostgreSQL, ${availableParallelism()} cores, ${PLAYERS} players, ${PROCESSES} server process(es) (node ${serverNodeArgs.join(' ')}), ${CONCURRENCY.join(' then ')} concurrent callers`);
 const servers = [await startServer(env)];
 for (let i = 1; i < PROCESSES; i++) servers.push(await startServer(env));
 const urls = servers.map((s) => s.url);
@@ -66,9 +71,9 @@ try {
 
   // Pre-signed calls: a bet, then (half the time) its win.
   // Game rounds: a bet, and every other round a win that names it (sent after the bet's answer).
-  // Enough for the warm-up (2 s), the saturation run and the closed loop with bets (5 s) at the expected
+  // Enough for the warm-up (2 s), the saturation runs and the closed loop with bets (5 s) at the expected
   // rate, and the fixed-rate run (10 s) at its own.
-  const ROUNDS = Math.ceil((SECONDS + 7) * Number(process.env.BENCH_EXPECTED_BETS_PER_SECOND ?? 3000) + 10 * TARGET_RATE);
+  const ROUNDS = Math.ceil((CONCURRENCY.length * SECONDS + 7) * Number(process.env.BENCH_EXPECTED_BETS_PER_SECOND ?? 4500) + 10 * TARGET_RATE);
   const bodies: { path: string; body: string; kind: 'bet' | 'win' }[] = [];
   const rounds: { bet: number; win: number | null; player: number }[] = [];
   for (let i = 0; i < ROUNDS; i++) {
@@ -149,20 +154,26 @@ try {
   balanceLatencies.length = 0;
   console.log(`GET /v1/players/{id}/balance, one caller, quiet server (2s): ${fmt(quiet)}`);
 
-  // Warm-up, then the saturation run.
+  // Warm-up, then the saturation runs.
   await load({ concurrency: 16, seconds: 2, next: fire });
-  betLatencies.length = 0;
-  statusErrors = 0;
-  calls = 0;
-  const checkpointsBefore = await checkpoints();
-  const batchesBefore = batchCounts(await scrape(urls[0]!));
   const serverPids = servers.map((s) => s.child.pid!);
-  const cpuBefore = cpuSnapshot(serverPids);
-  const saturated = await load({ concurrency: CONCURRENCY, seconds: SECONDS, next: fire });
-  const cpuAfter = cpuSnapshot(serverPids);
-  const peak = summarize(`saturation (${CONCURRENCY} callers, ${SECONDS}s)`, saturated, betLatencies);
-  console.log(`  ${cpuShares(cpuBefore, cpuAfter, saturated.seconds, calls)}`);
-  console.log(`  ledger batches: ${batchStats(batchesBefore, batchCounts(await scrape(urls[0]!)))}; PostgreSQL checkpoints during the run: ${(await checkpoints()) - checkpointsBefore}`);
+  const levels: { callers: number; betsPerSecond: number; p99: number }[] = [];
+  for (const callers of CONCURRENCY) {
+    betLatencies.length = 0;
+    statusErrors = 0;
+    calls = 0;
+    const checkpointsBefore = await checkpoints(true);
+    const batchesBefore = batchCounts(await scrape(urls[0]!));
+    const cpuBefore = cpuSnapshot(serverPids);
+    const saturated = await load({ concurrency: callers, seconds: SECONDS, next: fire });
+    const cpuAfter = cpuSnapshot(serverPids);
+    levels.push({ callers, ...summarize(`saturation (${callers} callers, ${SECONDS}s)`, saturated, betLatencies) });
+    console.log(`  ${cpuShares(cpuBefore, cpuAfter, saturated.seconds, calls)}`);
+    console.log(`  ledger batches: ${batchStats(batchesBefore, batchCounts(await scrape(urls[0]!)))}; PostgreSQL checkpoints during the run: ${(await checkpoints()) - checkpointsBefore}`);
+  }
+  // The throughput the target is measured at: the best run within the p99 bound (else the best run, marked).
+  const within = levels.filter((l) => l.p99 <= SATURATION_P99_MS);
+  const peak = [...(within.length > 0 ? within : levels)].sort((a, b) => b.betsPerSecond - a.betsPerSecond)[0]!;
 
   // Open loop at a fixed rate of bets (wins ride along), with balance reads at their own
   // fixed rate beside them: the latency each sees at that load, queueing included.
@@ -172,7 +183,7 @@ try {
   const metricsBefore = await scrape(urls[0]!);
   const before = serverSide(metricsBefore).buckets;
   const batchesBeforeRate = batchCounts(metricsBefore);
-  const checkpointsBeforeRate = await checkpoints();
+  const checkpointsBeforeRate = await checkpoints(true);
   const cpuBeforeRate = cpuSnapshot(serverPids);
   const [paced, pacedReads] = await Promise.all([paced_run(TARGET_RATE, 10, fire), paced_run(BALANCE_RATE, 10, readBalance)]);
   const cpuAfterRate = cpuSnapshot(serverPids);
@@ -199,10 +210,20 @@ try {
   const conn = new URL(adminUrl);
   const pgArgs = ['-h', conn.hostname, '-p', conn.port || '5432', '-U', decodeURIComponent(conn.username || 'postgres')];
   execFileSync('pgbench', [...pgArgs, '-i', '-q', '-s', '10', pgbenchDb], { stdio: 'ignore' });
-  const out = execFileSync('pgbench', [...pgArgs, '-N', '-c', '16', '-j', '2', '-T', String(SECONDS), pgbenchDb], { encoding: 'utf8' });
-  const tps = Number(/tps = ([\d.]+)/.exec(out)?.[1] ?? 'NaN');
+  // Twice: with 16 clients (what this PostgreSQL server can do), and as `pgbench -N` runs
+  // without options (one client, one commit at a time), the figure the issue's scale
+  // points match (one transaction per bet measured about 0.5x of it, about 1,350 bets/s).
+  const pgbench = (options: string[]) => {
+    const out = execFileSync('pgbench', [...pgArgs, '-N', ...options, '-T', String(SECONDS), pgbenchDb], { encoding: 'utf8' });
+    return Number(/tps = ([\d.]+)/.exec(out)?.[1] ?? 'NaN');
+  };
+  const tps = pgbench(['-c', '16', '-j', '2']);
   console.log(`pgbench -N (16 clients, ${SECONDS}s): ${tps.toFixed(0)} transactions/s`);
-  console.log(`ratio bets/s : pgbench -N tps = ${(peak.betsPerSecond / tps).toFixed(2)}x (target >= 2.5x at p99 <= 50 ms; saturation p99 ${peak.p99.toFixed(1)} ms)`);
+  const single = pgbench([]);
+  console.log(`pgbench -N (its defaults: 1 client, ${SECONDS}s): ${single.toFixed(0)} transactions/s`);
+  const ratio = (of: number) => `${(peak.betsPerSecond / of).toFixed(2)}x`;
+  const at = `${peak.betsPerSecond.toFixed(0)} bets/s with ${peak.callers} callers, p99 ${peak.p99.toFixed(1)} ms${peak.p99 > SATURATION_P99_MS ? `, no run within ${SATURATION_P99_MS} ms` : ''}`;
+  console.log(`ratio bets/s : pgbench -N tps = ${ratio(tps)} against 16 clients, ${ratio(single)} against its defaults (target >= 2.5x at p99 <= ${SATURATION_P99_MS} ms; ${at})`);
   console.log(`at ~${TARGET_RATE} bets/s: p99 ${atRate.p99.toFixed(1)} ms (target <= 20 ms); balance reads beside them p99 ${reads.p99.toFixed(1)} ms (target < 5 ms)`);
 
   const check = cli(['ledger', 'verify']);
