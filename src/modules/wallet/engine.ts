@@ -346,6 +346,16 @@ const str = (v: bigint): string => v.toString();
 /** An idempotency key with its scope, as one map key. */
 const scopedKey = (scope: string, key: string) => `${scope}\u0000${key}`;
 const keyOf = (c: LedgerCommand) => scopedKey(c.idempotency.scope, c.idempotency.key);
+/**
+ * A 31-bit FNV-1a hash of a scoped key, for the lane cache's set of answered keys. Two keys
+ * may share a hash: a new key taken for an answered one only sends its player's commands
+ * to the locked path, which reads the truth from wallet.idempotency.
+ */
+export function keyHash(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  return h & 0x7fffffff;
+}
 const refKey = (player: string, provider: string, ref: string) => `${player}\u0000${provider}\u0000${ref}`;
 
 /** The fast path met something its cache cannot answer: the batch takes the locked path. */
@@ -874,8 +884,13 @@ export class LaneCache {
   readonly #players: LRUCache<string, Map<string, AccountState>>;
   /** Per player: recent bets by provider reference, each with every transaction that refers to it. */
   readonly #bets: LRUCache<string, PlayerBets>;
-  /** Keys this lane wrote or read answers for: only the keys, kept for minutes, so they cost the collector little. */
-  readonly #answered: LRUCache<string, true>;
+  /**
+   * Keys this lane wrote or read answers for, as 31-bit hashes (keyHash): small integers,
+   * which the collector never has to trace or move. A key string per entry, kept for
+   * tens of seconds, had every answered key promoted to the old generation, which then
+   * needed a full collection (10-20 ms pauses) every few seconds at saturation.
+   */
+  readonly #answered: LRUCache<number, true>;
   readonly #house = new Map<string, AccountState>();
   readonly #walletTypes: readonly string[];
 
@@ -892,7 +907,7 @@ export class LaneCache {
    * refuse the key anyway, but only by failing its whole batch.)
    */
   answered(c: LedgerCommand): boolean {
-    return this.#answered.has(keyOf(c));
+    return this.#answered.has(keyHash(keyOf(c)));
   }
 
   /** Copies of a player's wallets in a currency (every wallet type), if cached. */
@@ -979,7 +994,7 @@ export class LaneCache {
       const children = this.childrenOf(tx.playerId, tx.referenceId);
       if (children) (children as LedgerTransaction[]).push(tx);
     }
-    for (const a of learned.answers) this.#answered.set(scopedKey(a.scope, a.key), true);
+    for (const a of learned.answers) this.#answered.set(keyHash(scopedKey(a.scope, a.key)), true);
   }
 
   /**
