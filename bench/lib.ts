@@ -28,19 +28,20 @@ export async function adminQuery<R extends Record<string, unknown> = Record<stri
   }
 }
 
-/**
- * Checkpoints the PostgreSQL server has run so far: one during a timed run stalls writes
- * for a while. A timed run starts from a checkpoint of its own (`fresh`), so that the WAL an
- * earlier run wrote does not start one in the middle of it.
- */
-export async function checkpoints(fresh = false): Promise<number> {
-  if (fresh) {
-    await adminQuery('checkpoint');
-    // The checkpointer reports its counts just after it answers.
-    await new Promise((r) => setTimeout(r, 200));
-  }
+/** Checkpoints the PostgreSQL server has run so far: one during a timed run stalls writes for a while. */
+export async function checkpoints(): Promise<number> {
   const [row] = await adminQuery<{ n: string }>('select (checkpoints_timed + checkpoints_req)::text as n from pg_stat_bgwriter');
   return Number(row?.n ?? 0);
+}
+
+/**
+ * Runs a checkpoint now, before a timed run, so that the WAL an earlier run wrote does not
+ * start one in the middle of it.
+ */
+export async function checkpoint(): Promise<void> {
+  await adminQuery('checkpoint');
+  // The checkpointer reports its counts (checkpoints()) just after it answers.
+  await new Promise((r) => setTimeout(r, 200));
 }
 
 export interface Started {

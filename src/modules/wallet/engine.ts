@@ -353,11 +353,13 @@ const keyOf = (c: LedgerCommand) => scopedKey(c.idempotency.scope, c.idempotency
  * (160,000 keys at the default WALLET_LANE_CACHE_PLAYERS) that is about one new key in
  * 13,000 (a locked batch every two seconds or so at saturation on the development machine).
  */
-export function keyHash(key: string): number {
+function keyHash(key: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
   return h & 0x7fffffff;
 }
+/** An idempotency key as the lane cache's set of answered keys holds it. */
+const answeredId = (scope: string, key: string): number => keyHash(scopedKey(scope, key));
 const refKey = (player: string, provider: string, ref: string) => `${player}\u0000${provider}\u0000${ref}`;
 
 /** The fast path met something its cache cannot answer: the batch takes the locked path. */
@@ -909,7 +911,7 @@ export class LaneCache {
    * refuse the key anyway, but only by failing its whole batch.)
    */
   answered(c: LedgerCommand): boolean {
-    return this.#answered.has(keyHash(keyOf(c)));
+    return this.#answered.has(answeredId(c.idempotency.scope, c.idempotency.key));
   }
 
   /** Copies of a player's wallets in a currency (every wallet type), if cached. */
@@ -996,7 +998,7 @@ export class LaneCache {
       const children = this.childrenOf(tx.playerId, tx.referenceId);
       if (children) (children as LedgerTransaction[]).push(tx);
     }
-    for (const a of learned.answers) this.#answered.set(keyHash(scopedKey(a.scope, a.key)), true);
+    for (const a of learned.answers) this.#answered.set(answeredId(a.scope, a.key), true);
   }
 
   /**
