@@ -64,10 +64,13 @@ export const serverNodeArgs = [
   ...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean),
 ];
 
-/** Starts `pitboss serve` as its own process (so the load generator does not share its event loop). */
-export async function startServer(env: Record<string, string>, port = randomPort()): Promise<Started> {
+/**
+ * Starts `pitboss serve` as its own process (so the load generator does not share its event
+ * loop), with serverNodeArgs and then `nodeArgs` (which override them).
+ */
+export async function startServer(env: Record<string, string>, port = randomPort(), nodeArgs: readonly string[] = []): Promise<Started> {
   const started = performance.now();
-  const child = spawn(process.execPath, [...serverNodeArgs, resolve(root, 'bin/pitboss.js'), 'serve'], {
+  const child = spawn(process.execPath, [...serverNodeArgs, ...nodeArgs, resolve(root, 'bin/pitboss.js'), 'serve'], {
     env: { ...process.env, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', ...env, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
@@ -117,6 +120,25 @@ export interface LoadResult {
   p50: number;
   p95: number;
   p99: number;
+}
+
+/** Starts calls at a fixed rate (open loop) for `seconds`; latency includes any queueing. */
+export async function pacedLoad(callsPerSecond: number, seconds: number, fire: (i: number) => Promise<boolean>): Promise<LoadResult> {
+  const start = performance.now();
+  const inflight: Promise<unknown>[] = [];
+  let sent = 0;
+  let errors = 0;
+  while (performance.now() - start < seconds * 1000) {
+    const due = Math.floor(((performance.now() - start) / 1000) * callsPerSecond);
+    while (sent < due) {
+      const i = sent++;
+      inflight.push(fire(i).then((ok) => (ok ? undefined : errors++)));
+    }
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  await Promise.all(inflight);
+  const elapsed = (performance.now() - start) / 1000;
+  return { requests: sent, errors, seconds: elapsed, perSecond: sent / elapsed, p50: 0, p95: 0, p99: 0 };
 }
 
 /** Closed-loop load: `concurrency` workers issue `next()` until `total` requests or `seconds` pass. */

@@ -2,13 +2,12 @@
 // win calls over HTTP across many players, against the real PostgreSQL, compared in the
 // same run with pgbench's simple-update transactions (-N) on the same server.
 import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { Worker } from 'node:worker_threads';
 import { EVENT_LOOP_SAMPLE_MS } from '../src/platform/telemetry/metrics.ts';
-import { adminQuery, adminUrl, call, checkpoint, checkpoints, cpuShares, cpuSnapshot, fmt, load, pgUrl, root, serverNodeArgs, startServer, type LoadResult } from './lib.ts';
+import { adminQuery, adminUrl, call, checkpoint, checkpoints, cpuShares, cpuSnapshot, fmt, load, pacedLoad, root, serverNodeArgs, startServer, type LoadResult } from './lib.ts';
 import { RawHttpClient } from './raw-http.ts';
+import { createPlayers, signedRounds, walletBenchSetup } from './wallet-load.ts';
 
 const PLAYERS = Number(process.env.BENCH_PLAYERS ?? 200);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
@@ -26,11 +25,7 @@ const BALANCE_RATE = Number(process.env.BENCH_BALANCE_RATE ?? 50);
 const stamp = Date.now();
 const dbName = `pitboss_bench_wallet_${stamp}`;
 const pgbenchDb = `pitboss_bench_pgbench_${stamp}`;
-await adminQuery(`create database ${dbName}`);
-const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-const privatePem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-const publicPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
-const env: Record<string, string> = { DATABASE_URL: pgUrl(dbName), HUB88_PUBLIC_KEY: publicPem.replace(/\n/g, '\\n'), LEDGER_VERIFY_SECONDS: '0', DATABASE_POOL_SIZE: '20' };
+const { env, privatePem } = await walletBenchSetup(dbName);
 // BENCH_PROFILE=dir writes the server's CPU profile there (open it in Chrome DevTools).
 if (process.env.BENCH_PROFILE) env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE}`;
 
@@ -46,62 +41,13 @@ try {
   // Players, funded, each with a game session.
   cli(['admin', 'create', '--email', `bench.${stamp}@casino.example`]);
   const staff = { authorization: `Bearer ${cli(['token', '--staff', `bench.${stamp}@casino.example`, '--ttl', '2h'])}` };
-  const players: { id: string; token: string }[] = [];
-  await load({
-    concurrency: 8,
-    total: PLAYERS,
-    next: async (i) => {
-      const reg = await call(`${urls[0]}/v1/players`, 'POST', {
-        email: `w.${stamp}.${i}@example.com`,
-        login: `w_${stamp}_${i}`,
-        password: 'lantern-orbit-velvet-42',
-        country: 'DE',
-        currency: 'EUR',
-        dateOfBirth: '1990-01-01',
-      });
-      const id = (JSON.parse(reg.body) as { id: string }).id;
-      const dep = await call(`${urls[0]}/v1/players/${id}/deposits`, 'POST', { amount: '100000.00', currency: 'EUR' }, { ...staff, 'idempotency-key': `bench-dep-${id}` });
-      if (dep.status !== 201) throw new Error(`deposit: ${dep.status} ${dep.body}`);
-      const session = await call(`${urls[0]}/v1/players/${id}/game-sessions`, 'POST', { gameCode: 'bench_slot', currency: 'EUR' }, staff);
-      players.push({ id, token: (JSON.parse(session.body) as { token: string }).token });
-      return true;
-    },
-  });
-  await new Promise((r) => setTimeout(r, 1500)); // the sandbox settles deposits after ~100 ms
+  const players = await createPlayers(urls[0]!, staff, PLAYERS, stamp);
 
-  // Pre-signed calls: a bet, then (half the time) its win.
-  // Game rounds: a bet, and every other round a win that names it (sent after the bet's answer).
-  // Enough for the warm-up (2 s), the saturation runs and the closed loop with bets (5 s) at the expected
-  // rate, and the fixed-rate run (10 s) at its own.
+  // Pre-signed game rounds: enough for the warm-up (2 s), the saturation runs and the closed
+  // loop with bets (5 s) at the expected rate, and the fixed-rate run (10 s) at its own.
   const ROUNDS = Math.ceil((CONCURRENCY.length * SECONDS + 7) * Number(process.env.BENCH_EXPECTED_BETS_PER_SECOND ?? 4500) + 10 * TARGET_RATE);
-  const bodies: { path: string; body: string; kind: 'bet' | 'win' }[] = [];
-  const rounds: { bet: number; win: number | null; player: number }[] = [];
-  for (let i = 0; i < ROUNDS; i++) {
-    const p = players[i % players.length]!;
-    const round = `round-${i}`;
-    const betId = randomUUID();
-    const base = { user: p.id, token: p.token, game_code: 'bench_slot', currency: 'EUR', round, request_uuid: randomUUID() };
-    const betIndex = bodies.push({ path: 'transaction/bet', kind: 'bet', body: JSON.stringify({ ...base, transaction_uuid: betId, amount: 100_000, round_closed: false }) }) - 1;
-    let winIndex: number | null = null;
-    if (i % 2 === 0) {
-      winIndex = bodies.push({ path: 'transaction/win', kind: 'win', body: JSON.stringify({ ...base, request_uuid: randomUUID(), transaction_uuid: randomUUID(), reference_transaction_uuid: betId, amount: 150_000, round_closed: true }) }) - 1;
-    }
-    rounds.push({ bet: betIndex, win: winIndex, player: i % players.length });
-  }
   const signStart = performance.now();
-  const chunks = 2;
-  const size = Math.ceil(bodies.length / chunks);
-  const signatures = (
-    await Promise.all(
-      Array.from({ length: chunks }, (_, c) =>
-        new Promise<string[]>((done, fail) => {
-          const w = new Worker(new URL('./sign-worker.ts', import.meta.url), { workerData: { pem: privatePem, bodies: bodies.slice(c * size, (c + 1) * size).map((b) => b.body) } });
-          w.once('message', done);
-          w.once('error', fail);
-        }),
-      ),
-    )
-  ).flat();
+  const { calls: bodies, rounds } = await signedRounds(players, ROUNDS, privatePem);
   console.log(`signed ${bodies.length} Hub88 calls in ${((performance.now() - signStart) / 1000).toFixed(1)} s (load generator setup, not measured)`);
 
   let next = 0;
@@ -111,7 +57,7 @@ try {
   const send = async (n: number, url: string): Promise<boolean> => {
     const b = bodies[n]!;
     const t0 = performance.now();
-    const res = await clients.get(url)!.request('POST', `/providers/hub88/${b.path}`, { 'content-type': 'application/json', 'x-hub88-signature': signatures[n]! }, b.body);
+    const res = await clients.get(url)!.request('POST', `/providers/hub88/${b.path}`, { 'content-type': 'application/json', 'x-hub88-signature': b.signature }, b.body);
     calls++;
     if (b.kind === 'bet') betLatencies.push(performance.now() - t0);
     const ok = res.status === 200 && res.body.includes('"RS_OK"');
@@ -187,7 +133,7 @@ try {
   await checkpoint();
   const checkpointsBeforeRate = await checkpoints();
   const cpuBeforeRate = cpuSnapshot(serverPids);
-  const [paced, pacedReads] = await Promise.all([paced_run(TARGET_RATE, 10, fire), paced_run(BALANCE_RATE, 10, readBalance)]);
+  const [paced, pacedReads] = await Promise.all([pacedLoad(TARGET_RATE, 10, fire), pacedLoad(BALANCE_RATE, 10, readBalance)]);
   const cpuAfterRate = cpuSnapshot(serverPids);
   const atRate = summarize(`fixed rate ~${TARGET_RATE} bets/s (10s)`, paced, betLatencies);
   console.log(`  ${cpuShares(cpuBeforeRate, cpuAfterRate, paced.seconds, calls + pacedReads.requests)}`);
@@ -306,23 +252,4 @@ function batchStats(before: BatchCounts, now: BatchCounts): string {
 function percentiles(values: number[]): (p: number) => number {
   values.sort((a, b) => a - b);
   return (p) => values[Math.min(values.length - 1, Math.floor((p / 100) * values.length))] ?? 0;
-}
-
-/** Starts calls at a fixed rate (open loop) for `seconds`; latency includes any queueing. */
-async function paced_run(callsPerSecond: number, seconds: number, fire: (i: number) => Promise<boolean>): Promise<LoadResult> {
-  const start = performance.now();
-  const inflight: Promise<unknown>[] = [];
-  let sent = 0;
-  let errors = 0;
-  while (performance.now() - start < seconds * 1000) {
-    const due = Math.floor(((performance.now() - start) / 1000) * callsPerSecond);
-    while (sent < due) {
-      const i = sent++;
-      inflight.push(fire(i).then((ok) => (ok ? undefined : errors++)));
-    }
-    await new Promise((r) => setTimeout(r, 2));
-  }
-  await Promise.all(inflight);
-  const elapsed = (performance.now() - start) / 1000;
-  return { requests: sent, errors, seconds: elapsed, perSecond: sent / elapsed, p50: 0, p95: 0, p99: 0 };
 }

@@ -1,0 +1,114 @@
+// npm run bench:wallet-ab — two server variants side by side on one database, measured in
+// alternating short runs of signed Hub88 bets and wins. On a VM whose speed drifts by a
+// quarter from one minute to the next, two bench:wallet runs cannot tell a 5% change from
+// noise; pairs of runs a few seconds apart, in alternating order, can.
+import { execFileSync } from 'node:child_process';
+import { resolve } from 'node:path';
+import { adminQuery, cpuSnapshot, load, pacedLoad, root, startServer, type Started } from './lib.ts';
+import { RawHttpClient } from './raw-http.ts';
+import { createPlayers, signedRounds, walletBenchSetup, type BenchPlayer } from './wallet-load.ts';
+
+const PLAYERS = Number(process.env.BENCH_PLAYERS ?? 200);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
+const PAIRS = Number(process.env.BENCH_PAIRS ?? 8);
+const CALLERS = Number(process.env.BENCH_CONCURRENCY ?? 128);
+/** Bets per second of an open loop; unset or 0: a closed loop of BENCH_CONCURRENCY callers. */
+const RATE = Number(process.env.BENCH_RATE ?? 0);
+const EXPECTED = Number(process.env.BENCH_EXPECTED_BETS_PER_SECOND ?? 4500);
+
+/** `NAME=value NAME2=value2` as an environment. */
+const assignments = (text: string | undefined): Record<string, string> =>
+  Object.fromEntries(
+    (text ?? '')
+      .split(' ')
+      .filter(Boolean)
+      .map((kv) => {
+        const at = kv.indexOf('=');
+        if (at < 1) throw new Error(`BENCH_A/BENCH_B: expected NAME=value, got ${kv}`);
+        return [kv.slice(0, at), kv.slice(at + 1)];
+      }),
+  );
+const variants = (['A', 'B'] as const).map((name) => ({
+  name,
+  env: assignments(process.env[`BENCH_${name}`]),
+  nodeArgs: (process.env[`BENCH_${name}_NODE_ARGS`] ?? '').split(' ').filter(Boolean),
+}));
+
+const stamp = Date.now();
+const dbName = `pitboss_bench_ab_${stamp}`;
+const { env, privatePem } = await walletBenchSetup(dbName);
+const load_ = RATE > 0 ? `${RATE} bets/s (open loop)` : `${CALLERS} callers (closed loop)`;
+console.log(`bench:wallet-ab on PostgreSQL: ${PAIRS} pairs of ${SECONDS}s runs at ${load_}, ${PLAYERS} players per variant`);
+for (const v of variants) console.log(`  ${v.name}: ${Object.entries(v.env).map(([k, x]) => `${k}=${x}`).join(' ') || '(defaults)'}${v.nodeArgs.length > 0 ? `, node ${v.nodeArgs.join(' ')}` : ''}`);
+
+const servers: Started[] = [];
+try {
+  for (const v of variants) servers.push(await startServer({ ...env, ...v.env }, undefined, v.nodeArgs));
+  const cli = (args: string[]) => execFileSync(process.execPath, [resolve(root, 'bin/pitboss.js'), ...args], { env: { ...process.env, ...env, LOG_LEVEL: 'warn' }, encoding: 'utf8' }).trim();
+  cli(['admin', 'create', '--email', `bench.${stamp}@casino.example`]);
+  const staff = { authorization: `Bearer ${cli(['token', '--staff', `bench.${stamp}@casino.example`, '--ttl', '2h'])}` };
+  // Each variant has players of its own, so each server's lane cache stays the right one.
+  const players: BenchPlayer[] = await createPlayers(servers[0]!.url, staff, PLAYERS * variants.length, stamp);
+  const perRun = (RATE > 0 ? RATE : EXPECTED) * SECONDS;
+  const sets = await Promise.all(
+    variants.map(async (_, v) => ({ ...(await signedRounds(players.slice(v * PLAYERS, (v + 1) * PLAYERS), Math.ceil(perRun * (PAIRS + 1) * 1.2), privatePem)), next: 0 })),
+  );
+
+  const results = variants.map(() => [] as { betsPerSecond: number; p99: number; cpuPerCall: number }[]);
+  const run = async (v: number, seconds: number) => {
+    const set = sets[v]!;
+    const server = servers[v]!;
+    const client = new RawHttpClient(server.url);
+    const latencies: number[] = [];
+    let calls = 0;
+    const send = async (n: number) => {
+      const c = set.calls[n]!;
+      const t0 = performance.now();
+      const res = await client.request('POST', `/providers/hub88/${c.path}`, { 'content-type': 'application/json', 'x-hub88-signature': c.signature }, c.body);
+      calls++;
+      if (c.kind === 'bet') latencies.push(performance.now() - t0);
+      return res.status === 200 && res.body.includes('"RS_OK"');
+    };
+    const fire = async () => {
+      const r = set.rounds[set.next++];
+      if (!r) throw new Error('the bench ran out of pre-signed rounds: raise BENCH_EXPECTED_BETS_PER_SECOND');
+      const ok = await send(r.bet);
+      return r.win === null || !ok ? ok : send(r.win);
+    };
+    const before = cpuSnapshot([server.child.pid!]);
+    const done = RATE > 0 ? await pacedLoad(RATE, seconds, fire) : await load({ concurrency: CALLERS, seconds, next: fire });
+    const after = cpuSnapshot([server.child.pid!]);
+    client.close();
+    if (done.errors > 0) throw new Error(`${done.errors} calls of variant ${variants[v]!.name} were not RS_OK`);
+    latencies.sort((a, b) => a - b);
+    return { betsPerSecond: latencies.length / done.seconds, p99: latencies[Math.floor(0.99 * latencies.length)] ?? 0, cpuPerCall: before && after ? (1e6 * (after.servers - before.servers)) / calls : Number.NaN };
+  };
+
+  // A short warm-up of each, then the pairs, every other pair in the other order.
+  for (let v = 0; v < variants.length; v++) await run(v, 2);
+  for (let pair = 0; pair < PAIRS; pair++) {
+    for (const v of pair % 2 === 0 ? [0, 1] : [1, 0]) results[v]!.push(await run(v, SECONDS));
+    const [a, b] = [results[0]!.at(-1)!, results[1]!.at(-1)!];
+    console.log(`pair ${pair + 1}: A ${show(a)} | B ${show(b)} | B/A ${(b.betsPerSecond / a.betsPerSecond).toFixed(3)}`);
+  }
+  const median = (values: number[]) => [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)]!;
+  for (const [v, name] of ['A', 'B'].entries()) {
+    const r = results[v]!;
+    console.log(`${name}: median ${median(r.map((x) => x.betsPerSecond)).toFixed(0)} bets/s, bet p99 ${median(r.map((x) => x.p99)).toFixed(1)} ms, server CPU per call ${median(r.map((x) => x.cpuPerCall)).toFixed(0)} µs`);
+  }
+  // B against A pair by pair: throughput (closed loop) or p99 (open loop, where both send the same rate), and CPU per call.
+  const compare = (label: string, of: (r: (typeof results)[number][number]) => number, better: 'higher' | 'lower') => {
+    const ratios = results[1]!.map((b, i) => of(b) / of(results[0]![i]!));
+    const ahead = ratios.filter((x) => (better === 'higher' ? x > 1 : x < 1)).length;
+    return `${label} median ${median(ratios).toFixed(3)} (B ${better} in ${ahead} of ${ratios.length} pairs)`;
+  };
+  const primary = RATE > 0 ? compare('bet p99', (r) => r.p99, 'lower') : compare('bets/s', (r) => r.betsPerSecond, 'higher');
+  console.log(`B/A: ${primary}; ${compare('server CPU per call', (r) => r.cpuPerCall, 'lower')}`);
+} finally {
+  for (const s of servers) await s.stop();
+  await adminQuery(`drop database if exists ${dbName} with (force)`);
+}
+
+function show(r: { betsPerSecond: number; p99: number; cpuPerCall: number }): string {
+  return `${r.betsPerSecond.toFixed(0)} bets/s, p99 ${r.p99.toFixed(1)} ms, ${r.cpuPerCall.toFixed(0)} µs CPU/call`;
+}
