@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { adminQuery, cpuSnapshot, load, pacedLoad, root, startServer, type Started } from './lib.ts';
 import { RawHttpClient } from './raw-http.ts';
-import { createPlayers, signedRounds, walletBenchSetup, type BenchPlayer } from './wallet-load.ts';
+import { createPlayers, signedRounds, walletBenchSetup } from './wallet-load.ts';
 
 const PLAYERS = Number(process.env.BENCH_PLAYERS ?? 200);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
@@ -35,24 +35,27 @@ const variants = (['A', 'B'] as const).map((name) => ({
 }));
 
 const stamp = Date.now();
-const dbName = `pitboss_bench_ab_${stamp}`;
-const { env, privatePem } = await walletBenchSetup(dbName);
 const load_ = RATE > 0 ? `${RATE} bets/s (open loop)` : `${CALLERS} callers (closed loop)`;
-console.log(`bench:wallet-ab on PostgreSQL: ${PAIRS} pairs of ${SECONDS}s runs at ${load_}, ${PLAYERS} players per variant`);
+console.log(`bench:wallet-ab on PostgreSQL: ${PAIRS} pairs of ${SECONDS}s runs at ${load_}, ${PLAYERS} players per variant, each variant on its own database`);
 for (const v of variants) console.log(`  ${v.name}: ${Object.entries(v.env).map(([k, x]) => `${k}=${x}`).join(' ') || '(defaults)'}${v.nodeArgs.length > 0 ? `, node ${v.nodeArgs.join(' ')}` : ''}`);
 
+// Each variant has a database of its own: one server's outbox relay (one per database
+// holds its lock) must not publish the other's events, on the other's time.
+const dbNames = variants.map((v) => `pitboss_bench_ab_${stamp}_${v.name.toLowerCase()}`);
 const servers: Started[] = [];
 try {
-  for (const v of variants) servers.push(await startServer({ ...env, ...v.env }, undefined, v.nodeArgs));
-  const cli = (args: string[]) => execFileSync(process.execPath, [resolve(root, 'bin/pitboss.js'), ...args], { env: { ...process.env, ...env, LOG_LEVEL: 'warn' }, encoding: 'utf8' }).trim();
-  cli(['admin', 'create', '--email', `bench.${stamp}@casino.example`]);
-  const staff = { authorization: `Bearer ${cli(['token', '--staff', `bench.${stamp}@casino.example`, '--ttl', '2h'])}` };
-  // Each variant has players of its own, so each server's lane cache stays the right one.
-  const players: BenchPlayer[] = await createPlayers(servers[0]!.url, staff, PLAYERS * variants.length, stamp);
-  const perRun = (RATE > 0 ? RATE : EXPECTED) * SECONDS;
-  const sets = await Promise.all(
-    variants.map(async (_, v) => ({ ...(await signedRounds(players.slice(v * PLAYERS, (v + 1) * PLAYERS), Math.ceil(perRun * (PAIRS + 1) * 1.2), privatePem)), next: 0 })),
-  );
+  const sets: (Awaited<ReturnType<typeof signedRounds>> & { next: number })[] = [];
+  for (const [i, v] of variants.entries()) {
+    const { env, privatePem } = await walletBenchSetup(dbNames[i]!);
+    const server = await startServer({ ...env, ...v.env }, undefined, v.nodeArgs);
+    servers.push(server);
+    const cli = (args: string[]) => execFileSync(process.execPath, [resolve(root, 'bin/pitboss.js'), ...args], { env: { ...process.env, ...env, LOG_LEVEL: 'warn' }, encoding: 'utf8' }).trim();
+    cli(['admin', 'create', '--email', `bench.${stamp}@casino.example`]);
+    const staff = { authorization: `Bearer ${cli(['token', '--staff', `bench.${stamp}@casino.example`, '--ttl', '2h'])}` };
+    const players = await createPlayers(server.url, staff, PLAYERS, stamp);
+    const perRun = (RATE > 0 ? RATE : EXPECTED) * SECONDS;
+    sets.push({ ...(await signedRounds(players, Math.ceil(perRun * (PAIRS + 1) * 1.2), privatePem)), next: 0 });
+  }
 
   const results = variants.map(() => [] as { betsPerSecond: number; p99: number; cpuPerCall: number }[]);
   const run = async (v: number, seconds: number) => {
@@ -91,7 +94,11 @@ try {
     const [a, b] = [results[0]!.at(-1)!, results[1]!.at(-1)!];
     console.log(`pair ${pair + 1}: A ${show(a)} | B ${show(b)} | B/A ${(b.betsPerSecond / a.betsPerSecond).toFixed(3)}`);
   }
-  const median = (values: number[]) => [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)]!;
+  const median = (values: number[]) => {
+    const sorted = [...values].sort((x, y) => x - y);
+    const mid = sorted.length / 2;
+    return Number.isInteger(mid) ? (sorted[mid - 1]! + sorted[mid]!) / 2 : sorted[Math.floor(mid)]!;
+  };
   for (const [v, name] of ['A', 'B'].entries()) {
     const r = results[v]!;
     console.log(`${name}: median ${median(r.map((x) => x.betsPerSecond)).toFixed(0)} bets/s, bet p99 ${median(r.map((x) => x.p99)).toFixed(1)} ms, server CPU per call ${median(r.map((x) => x.cpuPerCall)).toFixed(0)} µs`);
@@ -106,7 +113,7 @@ try {
   console.log(`B/A: ${primary}; ${compare('server CPU per call', (r) => r.cpuPerCall, 'lower')}`);
 } finally {
   for (const s of servers) await s.stop();
-  await adminQuery(`drop database if exists ${dbName} with (force)`);
+  for (const name of dbNames) await adminQuery(`drop database if exists ${name} with (force)`);
 }
 
 function show(r: { betsPerSecond: number; p99: number; cpuPerCall: number }): string {
