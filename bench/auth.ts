@@ -2,11 +2,9 @@
 // hosted-page sign-ins (authorization code with PKCE, over plain HTTP with a cookie jar),
 // access-token verification, and client-credentials grants, against a real server process
 // on the real PostgreSQL (a fresh database).
-import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { Agent, request } from 'node:http';
 import { availableParallelism } from 'node:os';
-import { resolve } from 'node:path';
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import { KeyStore } from '../src/platform/auth/keys.ts';
 import { TokenService } from '../src/platform/auth/tokens.ts';
@@ -14,7 +12,7 @@ import { loadConfig, oidcIssuer } from '../src/platform/config.ts';
 import { openDatabase } from '../src/platform/db/database.ts';
 import { MAX_TOKEN_TTL_SECONDS } from '../src/platform/kernel.ts';
 import { ARGON2_PARAMS, hashPassword, verifyPassword } from '../src/modules/players/password-hash.ts';
-import { adminQuery, fmt, load, pgUrl, randomPort, root, startServer, type LoadResult } from './lib.ts';
+import { adminQuery, fmt, load, pgUrl, pitbossCli, randomPort, startServer, type LoadResult } from './lib.ts';
 
 const CORES = availableParallelism();
 const PLAYERS = Number(process.env.BENCH_PLAYERS ?? 200);
@@ -143,7 +141,7 @@ const server = await startServer(env, port);
 console.log(`start-up on an empty database (migrations included): ${server.startupMs.toFixed(0)} ms`);
 const database = await openDatabase(config);
 try {
-  const cli = (args: string[]) => execFileSync(process.execPath, [resolve(root, 'bin/pitboss.js'), ...args], { env: { ...process.env, ...env, LOG_LEVEL: 'warn' }, encoding: 'utf8' }).trim();
+  const cli = pitbossCli(env);
   const web = JSON.parse(cli(['client', 'create', '--name', 'Bench web app', '--grant', 'authorization_code', '--redirect-uri', REDIRECT])) as { clientId: string; clientSecret: string };
   const service = JSON.parse(cli(['client', 'create', '--name', 'Bench service', '--grant', 'client_credentials', '--scope', 'players.read'])) as { clientId: string; clientSecret: string };
 

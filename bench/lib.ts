@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Agent, request } from 'node:http';
@@ -50,6 +50,12 @@ export interface Started {
   startupMs: number;
   stop(): Promise<void>;
 }
+
+/** Runs `pitboss <args>` with the servers' environment `env` (quietly) and returns what it printed, trimmed. */
+export const pitbossCli =
+  (env: Record<string, string>) =>
+  (args: string[]): string =>
+    execFileSync(process.execPath, [resolve(root, 'bin/pitboss.js'), ...args], { env: { ...process.env, ...env, LOG_LEVEL: 'warn' }, encoding: 'utf8' }).trim();
 
 /** A port for a bench server, chosen before it starts when its env must name it (PUBLIC_URL). */
 export const randomPort = (): number => 20000 + Math.floor(Math.random() * 20000);
@@ -207,4 +213,10 @@ export function cpuShares(before: ReturnType<typeof cpuSnapshot>, after: ReturnT
   // The server's CPU per call tells a run on slower cycles (a busy neighbour on the host) from a change in the code.
   const perCall = calls ? `; server CPU per call ${((1e6 * (after.servers - before.servers)) / calls).toFixed(0)} µs` : '';
   return `CPU, as % of one core: server ${pct(before.servers, after.servers)}, PostgreSQL ${pct(before.postgres, after.postgres)}, load generator ${pct(before.self, after.self)}, idle ${pct(before.idle, after.idle)}, stolen by the hypervisor ${pct(before.steal, after.steal)} (of ${availableParallelism() * 100}%)${perCall}`;
+}
+
+/** The p-th percentile of a list of latencies (sorts it). */
+export function percentiles(values: number[]): (p: number) => number {
+  values.sort((a, b) => a - b);
+  return (p) => values[Math.min(values.length - 1, Math.floor((p / 100) * values.length))] ?? 0;
 }

@@ -1,14 +1,13 @@
 // npm run bench:players — registration throughput (bounded by argon2id) and
 // GET /v1/players/{id} throughput with latency percentiles, against a real server
 // process on the real PostgreSQL (a fresh database), or PGlite with BENCH_DB=pglite.
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { hash } from '@node-rs/argon2';
 import pg from 'pg';
 import { ARGON2_PARAMS } from '../src/modules/players/password-hash.ts';
-import { call, fmt, load, root, startServer } from './lib.ts';
+import { call, fmt, load, pitbossCli, startServer } from './lib.ts';
 
 const adminUrl = process.env.TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const usePglite = process.env.BENCH_DB === 'pglite';
@@ -67,7 +66,7 @@ try {
   });
   console.log(`POST /v1/players (registration, concurrency 8): ${fmt(reg)}`);
 
-  const cli = (args: string[]) => execFileSync(process.execPath, [resolve(root, 'bin/pitboss.js'), ...args], { env: { ...process.env, ...env, LOG_LEVEL: 'warn' }, encoding: 'utf8' }).trim();
+  const cli = pitbossCli(env);
   cli(['admin', 'create', '--email', `bench.${tag}@casino.example`, '--role', 'support']);
   const token = cli(['token', '--staff', `bench.${tag}@casino.example`, '--ttl', '1h']);
   const headers = { authorization: `Bearer ${token}` };

@@ -2,11 +2,9 @@
 // alternating short runs of signed Hub88 bets and wins. On a VM whose speed drifts by a
 // quarter from one minute to the next, two bench:wallet runs cannot tell a 5% change from
 // noise; pairs of runs a few seconds apart, in alternating order, can.
-import { execFileSync } from 'node:child_process';
-import { resolve } from 'node:path';
-import { adminQuery, cpuSnapshot, load, pacedLoad, root, startServer, type Started } from './lib.ts';
+import { adminQuery, cpuSnapshot, load, pacedLoad, percentiles, startServer, type Started } from './lib.ts';
 import { RawHttpClient } from './raw-http.ts';
-import { createPlayers, signedRounds, walletBenchSetup } from './wallet-load.ts';
+import { createPlayers, roundFirer, signedRounds, staffHeaders, walletBenchSetup } from './wallet-load.ts';
 
 const PLAYERS = Number(process.env.BENCH_PLAYERS ?? 200);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
@@ -43,48 +41,41 @@ for (const v of variants) console.log(`  ${v.name}: ${Object.entries(v.env).map(
 // holds its lock) must not publish the other's events, on the other's time.
 const dbNames = variants.map((v) => `pitboss_bench_ab_${stamp}_${v.name.toLowerCase()}`);
 const servers: Started[] = [];
+const clients: RawHttpClient[] = [];
 try {
-  const sets: (Awaited<ReturnType<typeof signedRounds>> & { next: number })[] = [];
+  /** Each variant's pre-signed rounds, fired through its own client, and the run being counted. */
+  const variantsLoad: { server: Started; fire: () => Promise<boolean>; counted: { latencies: number[]; calls: number } }[] = [];
   for (const [i, v] of variants.entries()) {
     const { env, privatePem } = await walletBenchSetup(dbNames[i]!);
     const server = await startServer({ ...env, ...v.env }, undefined, v.nodeArgs);
     servers.push(server);
-    const cli = (args: string[]) => execFileSync(process.execPath, [resolve(root, 'bin/pitboss.js'), ...args], { env: { ...process.env, ...env, LOG_LEVEL: 'warn' }, encoding: 'utf8' }).trim();
-    cli(['admin', 'create', '--email', `bench.${stamp}@casino.example`]);
-    const staff = { authorization: `Bearer ${cli(['token', '--staff', `bench.${stamp}@casino.example`, '--ttl', '2h'])}` };
-    const players = await createPlayers(server.url, staff, PLAYERS, stamp);
+    const players = await createPlayers(server.url, staffHeaders(env, stamp), PLAYERS, stamp);
     const perRun = (RATE > 0 ? RATE : EXPECTED) * SECONDS;
-    sets.push({ ...(await signedRounds(players, Math.ceil(perRun * (PAIRS + 1) * 1.2), privatePem)), next: 0 });
+    const signed = await signedRounds(players, Math.ceil(perRun * (PAIRS + 1) * 1.2), privatePem);
+    const client = new RawHttpClient(server.url);
+    clients.push(client);
+    const counted = { latencies: [] as number[], calls: 0 };
+    const fire = roundFirer(signed, () => client, (c, ms) => {
+      counted.calls++;
+      if (c.kind === 'bet') counted.latencies.push(ms);
+    });
+    variantsLoad.push({ server, fire, counted });
   }
 
   const results = variants.map(() => [] as { betsPerSecond: number; p99: number; cpuPerCall: number }[]);
   const run = async (v: number, seconds: number) => {
-    const set = sets[v]!;
-    const server = servers[v]!;
-    const client = new RawHttpClient(server.url);
-    const latencies: number[] = [];
-    let calls = 0;
-    const send = async (n: number) => {
-      const c = set.calls[n]!;
-      const t0 = performance.now();
-      const res = await client.request('POST', `/providers/hub88/${c.path}`, { 'content-type': 'application/json', 'x-hub88-signature': c.signature }, c.body);
-      calls++;
-      if (c.kind === 'bet') latencies.push(performance.now() - t0);
-      return res.status === 200 && res.body.includes('"RS_OK"');
-    };
-    const fire = async () => {
-      const r = set.rounds[set.next++];
-      if (!r) throw new Error('the bench ran out of pre-signed rounds: raise BENCH_EXPECTED_BETS_PER_SECOND');
-      const ok = await send(r.bet);
-      return r.win === null || !ok ? ok : send(r.win);
-    };
+    const { server, fire, counted } = variantsLoad[v]!;
+    counted.latencies = [];
+    counted.calls = 0;
     const before = cpuSnapshot([server.child.pid!]);
     const done = RATE > 0 ? await pacedLoad(RATE, seconds, fire) : await load({ concurrency: CALLERS, seconds, next: fire });
     const after = cpuSnapshot([server.child.pid!]);
-    client.close();
     if (done.errors > 0) throw new Error(`${done.errors} calls of variant ${variants[v]!.name} were not RS_OK`);
-    latencies.sort((a, b) => a - b);
-    return { betsPerSecond: latencies.length / done.seconds, p99: latencies[Math.floor(0.99 * latencies.length)] ?? 0, cpuPerCall: before && after ? (1e6 * (after.servers - before.servers)) / calls : Number.NaN };
+    return {
+      betsPerSecond: counted.latencies.length / done.seconds,
+      p99: percentiles(counted.latencies)(99),
+      cpuPerCall: before && after ? (1e6 * (after.servers - before.servers)) / counted.calls : Number.NaN,
+    };
   };
 
   // A short warm-up of each, then the pairs, every other pair in the other order.
@@ -112,6 +103,7 @@ try {
   const primary = RATE > 0 ? compare('bet p99', (r) => r.p99, 'lower') : compare('bets/s', (r) => r.betsPerSecond, 'higher');
   console.log(`B/A: ${primary}; ${compare('server CPU per call', (r) => r.cpuPerCall, 'lower')}`);
 } finally {
+  for (const c of clients) c.close();
   for (const s of servers) await s.stop();
   for (const name of dbNames) await adminQuery(`drop database if exists ${name} with (force)`);
 }

@@ -1,8 +1,10 @@
-// What bench/wallet.ts and bench/wallet-ab.ts share: funded players with game sessions,
-// and pre-signed Hub88 game rounds (a bet, and every other round a win on it).
+// What bench/wallet.ts and bench/wallet-ab.ts share: a database and a Hub88 key pair, a
+// staff token, funded players with game sessions, and pre-signed Hub88 game rounds (a bet,
+// and every other round a win on it) with what fires them.
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
-import { adminQuery, call, load, pgUrl } from './lib.ts';
+import { adminQuery, call, load, pgUrl, pitbossCli } from './lib.ts';
+import type { RawHttpClient } from './raw-http.ts';
 
 /**
  * Creates the database `name` and a Hub88 key pair: the servers' environment (that
@@ -17,6 +19,13 @@ export async function walletBenchSetup(name: string): Promise<{ env: Record<stri
     env: { DATABASE_URL: pgUrl(name), HUB88_PUBLIC_KEY: publicPem.replace(/\n/g, '\\n'), LEDGER_VERIFY_SECONDS: '0', DATABASE_POOL_SIZE: '20' },
     privatePem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
   };
+}
+
+/** A staff member created with the CLI on the servers' database, as an Authorization header. */
+export function staffHeaders(env: Record<string, string>, stamp: number): Record<string, string> {
+  const cli = pitbossCli(env);
+  cli(['admin', 'create', '--email', `bench.${stamp}@casino.example`]);
+  return { authorization: `Bearer ${cli(['token', '--staff', `bench.${stamp}@casino.example`, '--ttl', '2h'])}` };
 }
 
 export interface BenchPlayer {
@@ -98,4 +107,32 @@ export async function signedRounds(players: readonly BenchPlayer[], count: numbe
     )
   ).flat();
   return { calls: bodies.map((b, i) => ({ ...b, signature: signatures[i]! })), rounds };
+}
+
+/**
+ * What fires the next pre-signed round, each call once: its bet, then its win once the bet
+ * is answered RS_OK. `clientOf` names the client a round goes through; `answered` hears each
+ * call with its latency (ms) and whether it was RS_OK.
+ */
+export function roundFirer(
+  signed: { calls: readonly SignedCall[]; rounds: readonly Round[] },
+  clientOf: (round: Round) => RawHttpClient,
+  answered: (call: SignedCall, ms: number, ok: boolean, response: { status: number; body: string }) => void,
+): () => Promise<boolean> {
+  let next = 0;
+  const send = async (n: number, client: RawHttpClient): Promise<boolean> => {
+    const c = signed.calls[n]!;
+    const t0 = performance.now();
+    const res = await client.request('POST', `/providers/hub88/${c.path}`, { 'content-type': 'application/json', 'x-hub88-signature': c.signature }, c.body);
+    const ok = res.status === 200 && res.body.includes('"RS_OK"');
+    answered(c, performance.now() - t0, ok, res);
+    return ok;
+  };
+  return async () => {
+    const r = signed.rounds[next++];
+    if (!r) throw new Error('the bench ran out of pre-signed rounds: raise BENCH_EXPECTED_BETS_PER_SECOND');
+    const client = clientOf(r);
+    const ok = await send(r.bet, client);
+    return r.win === null || !ok ? ok : send(r.win, client);
+  };
 }

@@ -3,11 +3,10 @@
 // same run with pgbench's simple-update transactions (-N) on the same server.
 import { execFileSync } from 'node:child_process';
 import { availableParallelism } from 'node:os';
-import { resolve } from 'node:path';
 import { EVENT_LOOP_SAMPLE_MS } from '../src/platform/telemetry/metrics.ts';
-import { adminQuery, adminUrl, call, checkpoint, checkpoints, cpuShares, cpuSnapshot, fmt, load, pacedLoad, root, serverNodeArgs, startServer, type LoadResult } from './lib.ts';
+import { adminQuery, adminUrl, call, checkpoint, checkpoints, cpuShares, cpuSnapshot, fmt, load, pacedLoad, percentiles, pitbossCli, serverNodeArgs, startServer, type LoadResult } from './lib.ts';
 import { RawHttpClient } from './raw-http.ts';
-import { createPlayers, signedRounds, walletBenchSetup } from './wallet-load.ts';
+import { createPlayers, roundFirer, signedRounds, staffHeaders, walletBenchSetup } from './wallet-load.ts';
 
 const PLAYERS = Number(process.env.BENCH_PLAYERS ?? 200);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
@@ -33,14 +32,13 @@ console.log(`bench:wallet on PostgreSQL, ${availableParallelism()} cores, ${PLAY
 const servers = [await startServer(env)];
 for (let i = 1; i < PROCESSES; i++) servers.push(await startServer(env));
 const urls = servers.map((s) => s.url);
-const cli = (args: string[]) => execFileSync(process.execPath, [resolve(root, 'bin/pitboss.js'), ...args], { env: { ...process.env, ...env, LOG_LEVEL: 'warn' }, encoding: 'utf8' }).trim();
+const cli = pitbossCli(env);
 // The timed calls go through a lean keep-alive client (see raw-http.ts), one per server.
 const clients = new Map(urls.map((u) => [u, new RawHttpClient(u)]));
 
 try {
   // Players, funded, each with a game session.
-  cli(['admin', 'create', '--email', `bench.${stamp}@casino.example`]);
-  const staff = { authorization: `Bearer ${cli(['token', '--staff', `bench.${stamp}@casino.example`, '--ttl', '2h'])}` };
+  const staff = staffHeaders(env, stamp);
   const players = await createPlayers(urls[0]!, staff, PLAYERS, stamp);
 
   // Pre-signed game rounds: enough for the warm-up (2 s), the saturation runs and the closed
@@ -50,33 +48,19 @@ try {
   const { calls: bodies, rounds } = await signedRounds(players, ROUNDS, privatePem);
   console.log(`signed ${bodies.length} Hub88 calls in ${((performance.now() - signStart) / 1000).toFixed(1)} s (load generator setup, not measured)`);
 
-  let next = 0;
   const betLatencies: number[] = [];
   let statusErrors = 0;
   let calls = 0;
-  const send = async (n: number, url: string): Promise<boolean> => {
-    const b = bodies[n]!;
-    const t0 = performance.now();
-    const res = await clients.get(url)!.request('POST', `/providers/hub88/${b.path}`, { 'content-type': 'application/json', 'x-hub88-signature': b.signature }, b.body);
+  // With several server processes, each player's calls go to one of them (as a load
+  // balancer routing by player would), so its lane cache stays the one that is right.
+  const fire = roundFirer({ calls: bodies, rounds }, (r) => clients.get(urls[r.player % urls.length]!)!, (c, ms, ok, res) => {
     calls++;
-    if (b.kind === 'bet') betLatencies.push(performance.now() - t0);
-    const ok = res.status === 200 && res.body.includes('"RS_OK"');
+    if (c.kind === 'bet') betLatencies.push(ms);
     if (!ok) {
       statusErrors++;
-      if (statusErrors <= 3) console.log(`  not RS_OK: ${b.path} -> ${res.status} ${res.body}`);
+      if (statusErrors <= 3) console.log(`  not RS_OK: ${c.path} -> ${res.status} ${res.body}`);
     }
-    return ok;
-  };
-  /** One game round: its bet, then its win once the bet is answered. */
-  const fire = async (): Promise<boolean> => {
-    const r = rounds[next++];
-    if (!r) throw new Error('the bench ran out of pre-signed rounds: raise BENCH_EXPECTED_BETS_PER_SECOND');
-    // With several server processes, each player's calls go to one of them (as a load
-    // balancer routing by player would), so its lane cache stays the one that is right.
-    const url = urls[r.player % urls.length]!;
-    const ok = await send(r.bet, url);
-    return r.win === null || !ok ? ok : send(r.win, url);
-  };
+  });
   const summarize = (label: string, r: LoadResult, bets: number[]) => {
     const pct = percentiles(bets);
     const betsPerSecond = bets.length / r.seconds;
@@ -246,10 +230,4 @@ function batchCounts(text: string): BatchCounts {
 function batchStats(before: BatchCounts, now: BatchCounts): string {
   const d = (k: keyof BatchCounts) => now[k] - before[k];
   return `${d('batches')} batches (${d('fast')} fast, ${d('locked')} locked), mean ${(d('movements') / d('batches')).toFixed(1)} movements, mean ${((1000 * d('seconds')) / d('batches')).toFixed(1)} ms each`;
-}
-
-/** The p-th percentile of a list of latencies (sorts it). */
-function percentiles(values: number[]): (p: number) => number {
-  values.sort((a, b) => a - b);
-  return (p) => values[Math.min(values.length - 1, Math.floor((p / 100) * values.length))] ?? 0;
 }
