@@ -1,8 +1,8 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { Agent, request } from 'node:http';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import pg from 'pg';
 
 export const root = resolve(import.meta.dirname, '..');
@@ -25,6 +25,44 @@ export async function adminQuery<R extends Record<string, unknown> = Record<stri
     return (await c.query<R>(text)).rows;
   } finally {
     await c.end();
+  }
+}
+
+/** pgbench's connection options for that server. */
+export function pgbenchArgs(): string[] {
+  const conn = new URL(adminUrl);
+  return ['-h', conn.hostname, '-p', conn.port || '5432', '-U', decodeURIComponent(conn.username || 'postgres')];
+}
+
+/**
+ * PostgreSQL's own latency beside a timed run: pgbench sends `select 1` on a connection of
+ * its own, `rate` times a second for `seconds`, and logs each one (its wait for its
+ * scheduled start included). Slow probes at the moments the calls were slow put the tail
+ * on the machine or PostgreSQL, not on the server under test.
+ */
+export async function pgLatencyProbe(db: string, rate: number, seconds: number): Promise<{ count: number; p50: number; p99: number; max: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'pitboss-probe-'));
+  try {
+    writeFileSync(join(dir, 'probe.sql'), 'select 1;\n');
+    const args = [...pgbenchArgs(), '-n', '-f', join(dir, 'probe.sql'), '-R', String(rate), '-T', String(seconds), '-l', '--log-prefix', join(dir, 'log'), db];
+    const child = spawn('pgbench', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((done) => child.once('exit', done));
+    if (code !== 0) throw new Error(`pgbench probe exited with ${code}: ${stderr.trim()}`);
+    // Each line: client, transaction, latency (µs), script, epoch s, µs, schedule lag (µs).
+    const ms = readdirSync(dir)
+      .filter((f) => f.startsWith('log.'))
+      .flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n'))
+      .filter((line) => line.trim() !== '')
+      .map((line) => {
+        const f = line.split(' ').map(Number);
+        return ((f[2] ?? 0) + (f[6] ?? 0)) / 1000;
+      });
+    const at = percentiles(ms);
+    return { count: ms.length, p50: at(50), p99: at(99), max: at(100) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 

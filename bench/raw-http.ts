@@ -24,7 +24,10 @@ export class RawHttpClient {
     let head = `${method} ${path} HTTP/1.1\r\nhost: ${this.#host}:${this.#port}\r\n`;
     for (const name in headers) head += `${name}: ${headers[name]}\r\n`;
     if (body) head += `content-length: ${Buffer.byteLength(body)}\r\n`;
-    const connection = this.#idle.pop() ?? (await this.#open());
+    // A connection the server closed while it was idle (its keep-alive timeout) is dropped here.
+    let connection = this.#idle.pop();
+    while (connection && !connection.open) connection = this.#idle.pop();
+    connection ??= await this.#open();
     const response = await connection.send(`${head}\r\n${body}`);
     if (connection.open) this.#idle.push(connection);
     return response;
@@ -69,6 +72,7 @@ class Connection {
   }
 
   send(request: string): Promise<{ status: number; body: string }> {
+    if (!this.open) return Promise.reject(new Error('connection closed'));
     return new Promise((done, fail) => {
       this.#waiting = { done, fail };
       this.#socket.write(request);

@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { EVENT_LOOP_SAMPLE_MS } from '../src/platform/telemetry/metrics.ts';
-import { adminQuery, adminUrl, call, checkpoint, checkpoints, cpuShares, cpuSnapshot, fmt, load, pacedLoad, percentiles, pitbossCli, serverNodeArgs, startServer, type LoadResult } from './lib.ts';
+import { adminQuery, call, checkpoint, checkpoints, cpuShares, cpuSnapshot, fmt, load, pacedLoad, percentiles, pgbenchArgs, pgLatencyProbe, pitbossCli, serverNodeArgs, startServer, type LoadResult } from './lib.ts';
 import { RawHttpClient } from './raw-http.ts';
 import { createPlayers, roundFirer, signedRounds, staffHeaders, walletBenchSetup } from './wallet-load.ts';
 
@@ -19,6 +19,9 @@ const SATURATION_P99_MS = 50;
 const PROCESSES = Number(process.env.BENCH_PROCESSES ?? 1);
 const TARGET_RATE = Number(process.env.BENCH_RATE ?? 1000);
 const BALANCE_RATE = Number(process.env.BENCH_BALANCE_RATE ?? 50);
+/** pgbench's one-row probes a second beside the fixed-rate run (PostgreSQL's own latency). */
+const PROBE_RATE = 100;
+const fmtProbe = (p: { count: number; p50: number; p99: number; max: number }) => `${p.count} probes, p50 ${p.p50.toFixed(2)} ms, p99 ${p.p99.toFixed(1)} ms, max ${p.max.toFixed(1)} ms`;
 
 
 const stamp = Date.now();
@@ -117,7 +120,7 @@ try {
   await checkpoint();
   const checkpointsBeforeRate = await checkpoints();
   const cpuBeforeRate = cpuSnapshot(serverPids);
-  const [paced, pacedReads] = await Promise.all([pacedLoad(TARGET_RATE, 10, fire), pacedLoad(BALANCE_RATE, 10, readBalance)]);
+  const [paced, pacedReads, probe] = await Promise.all([pacedLoad(TARGET_RATE, 10, fire), pacedLoad(BALANCE_RATE, 10, readBalance), pgLatencyProbe(dbName, PROBE_RATE, 10)]);
   const cpuAfterRate = cpuSnapshot(serverPids);
   const atRate = summarize(`fixed rate ~${TARGET_RATE} bets/s (10s)`, paced, betLatencies);
   console.log(`  ${cpuShares(cpuBeforeRate, cpuAfterRate, paced.seconds, calls + pacedReads.requests)}`);
@@ -130,6 +133,7 @@ try {
   console.log(
     `  GET balance at ${BALANCE_RATE}/s beside them: ${pacedReads.requests} reads (${pacedReads.errors} errors), p50 ${reads.p50.toFixed(1)} ms, p95 ${reads.p95.toFixed(1)} ms, p99 ${reads.p99.toFixed(1)} ms (target < 5 ms)`,
   );
+  console.log(`  PostgreSQL beside them (pgbench, "select 1" at ${PROBE_RATE}/s on a connection of its own): ${fmtProbe(probe)}`);
 
   // Closed loop: as many balance reads as 16 callers get, alone and while 32 callers bet.
   const balances = await load({ concurrency: 16, seconds: 5, next: readBalance });
@@ -139,8 +143,7 @@ try {
 
   // pgbench -N against the same PostgreSQL server, with the same machine.
   await adminQuery(`create database ${pgbenchDb}`);
-  const conn = new URL(adminUrl);
-  const pgArgs = ['-h', conn.hostname, '-p', conn.port || '5432', '-U', decodeURIComponent(conn.username || 'postgres')];
+  const pgArgs = pgbenchArgs();
   execFileSync('pgbench', [...pgArgs, '-i', '-q', '-s', '10', pgbenchDb], { stdio: 'ignore' });
   // Twice: with 16 clients (what this PostgreSQL server can do), and as `pgbench -N` runs
   // without options (one client, one commit at a time), the figure the issue's scale
@@ -156,7 +159,9 @@ try {
   const ratio = (of: number) => `${(peak.betsPerSecond / of).toFixed(2)}x`;
   const at = `${peak.betsPerSecond.toFixed(0)} bets/s with ${peak.callers} callers, p99 ${peak.p99.toFixed(1)} ms${peak.p99 > SATURATION_P99_MS ? `, no run within ${SATURATION_P99_MS} ms` : ''}`;
   console.log(`ratio bets/s : pgbench -N tps = ${ratio(tps)} against 16 clients, ${ratio(single)} against its defaults (target >= 2.5x at p99 <= ${SATURATION_P99_MS} ms; ${at})`);
-  console.log(`at ~${TARGET_RATE} bets/s: p99 ${atRate.p99.toFixed(1)} ms (target <= 20 ms); balance reads beside them p99 ${reads.p99.toFixed(1)} ms (target < 5 ms)`);
+  console.log(
+    `at ~${TARGET_RATE} bets/s: p99 ${atRate.p99.toFixed(1)} ms (target <= 20 ms); balance reads beside them p99 ${reads.p99.toFixed(1)} ms (target < 5 ms); PostgreSQL's own "select 1" beside them p99 ${probe.p99.toFixed(1)} ms`,
+  );
 
   const check = cli(['ledger', 'verify']);
   console.log(`ledger verify after the run: ${check.split('\n')[0]}`);
