@@ -51,7 +51,7 @@ export function sendProblem(request: FastifyRequest, reply: FastifyReply, error:
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
 
 /** The RFC 9457 body for a domain error. */
-export function problemBody(request: FastifyRequest, error: DomainError): Record<string, unknown> {
+export function problemBody(request: Pick<FastifyRequest, 'url' | 'id'>, error: DomainError): Record<string, unknown> {
   const body: Record<string, unknown> = {
     type: `urn:pitboss:error:${error.code}`,
     title: error.title,

@@ -2,12 +2,14 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import Fastify from 'fastify';
+import { pino } from 'pino';
 import { sql } from 'kysely';
 import { databaseKinds } from '../../../../../test/support/databases.ts';
 import { registration, startTestApp, type TestApp } from '../../../../../test/support/app.ts';
 import { systemContext } from '../../../../platform/auth/principal.ts';
 import type { Kernel } from '../../../../platform/module.ts';
 import { createMetrics } from '../../../../platform/telemetry/metrics.ts';
+import { DirectRoutes, type DirectRoute } from '../../../../platform/http/direct.ts';
 import { parseAmount } from '../../../../platform/money.ts';
 import type { WalletService } from '../../service.ts';
 import { deposit, idempotency, transfer } from '../../operations.ts';
@@ -70,18 +72,38 @@ describe('Hub88 request parsing', () => {
   });
 });
 
+/**
+ * The Hub88 routes on a bare server (no database), listening: each call is made both ways
+ * in (the direct route over HTTP, Fastify's route by app.inject) and both must answer alike.
+ */
+async function edgeApp(kernel: Kernel, wallet: WalletService) {
+  const direct = new DirectRoutes({ logger: kernel.logger, metrics: kernel.metrics, bodyLimit: 1_048_576, requestId: () => randomUUID(), closingBody: () => ({ status: 503, contentType: 'text/plain', body: '' }) });
+  const app = Fastify({ serverFactory: direct.serverFactory, bodyLimit: 1_048_576 });
+  app.decorate('directRoute', (route: DirectRoute) => direct.add(route));
+  await app.register(async (scope) => hub88Provider(kernel, wallet).routes(scope as never));
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const address = app.server.address();
+  assert.ok(address && typeof address === 'object');
+  const call = async (path: string, body: string) => {
+    const headers = { 'content-type': 'application/json', 'x-hub88-signature': signHub88(privateKey, body) };
+    const viaFastify = await app.inject({ method: 'POST', url: `/providers/hub88/${path}`, payload: body, headers });
+    const res = await fetch(`http://127.0.0.1:${address.port}/providers/hub88/${path}`, { method: 'POST', body, headers });
+    const text = await res.text();
+    assert.deepEqual([res.status, text], [viaFastify.statusCode, viaFastify.body]);
+    return { status: res.status, body: JSON.parse(text) as Json };
+  };
+  return { app, call };
+}
+
 describe('Hub88 edge (no database)', () => {
   it('without HUB88_PUBLIC_KEY refuses every call with RS_ERROR_INVALID_SIGNATURE, before touching the wallet', async () => {
     const touched: string[] = [];
     const wallet = new Proxy({}, { get: (_t, p) => touched.push(String(p)) }) as unknown as WalletService;
-    const kernel = { config: { hub88PublicKey: '' }, logger: { info() {}, error() {} }, metrics: createMetrics() } as unknown as Kernel;
-    const app = Fastify();
-    await app.register(async (scope) => hub88Provider(kernel, wallet).routes(scope as never));
+    const kernel = { config: { hub88PublicKey: '' }, logger: pino({ level: 'silent' }), metrics: createMetrics() } as unknown as Kernel;
+    const { app, call } = await edgeApp(kernel, wallet);
     const body = JSON.stringify({ user: 'someone', request_uuid: randomUUID() });
     for (const path of ['user/info', 'user/balance', 'transaction/bet', 'transaction/win', 'transaction/rollback']) {
-      const res = await app.inject({ method: 'POST', url: `/providers/hub88/${path}`, payload: body, headers: { 'content-type': 'application/json', 'x-hub88-signature': signHub88(privateKey, body) } });
-      assert.equal(res.statusCode, 200);
-      assert.deepEqual(res.json(), { status: 'RS_ERROR_INVALID_SIGNATURE' });
+      assert.deepEqual(await call(path, body), { status: 200, body: { status: 'RS_ERROR_INVALID_SIGNATURE' } });
     }
     assert.deepEqual(touched, []);
     await app.close();
@@ -90,18 +112,16 @@ describe('Hub88 edge (no database)', () => {
   it('answers a failing wallet with HTTP 500 RS_ERROR_UNKNOWN, and an oversized body with RS_ERROR_WRONG_SYNTAX', async () => {
     const failing = { findGameSession: () => Promise.reject(new Error('database is down')) } as unknown as WalletService;
     const errors: unknown[] = [];
-    const kernel = { config: { hub88PublicKey: escapedPem }, logger: { info() {}, error: (o: unknown) => errors.push(o) }, metrics: createMetrics() } as unknown as Kernel;
-    const app = Fastify();
-    await app.register(async (scope) => hub88Provider(kernel, failing).routes(scope as never));
+    const logger = pino({ level: 'silent' });
+    logger.error = ((o: unknown) => errors.push(o));
+    const kernel = { config: { hub88PublicKey: escapedPem }, logger, metrics: createMetrics() } as unknown as Kernel;
+    const { app, call } = await edgeApp(kernel, failing);
     const body = JSON.stringify({ user: 'john12345', token: 'tok', request_uuid: 'r-500', game_code: 'g' });
-    const res = await app.inject({ method: 'POST', url: '/providers/hub88/user/balance', payload: body, headers: { 'content-type': 'application/json', 'x-hub88-signature': signHub88(privateKey, body) } });
-    assert.equal(res.statusCode, 500);
-    assert.deepEqual(res.json(), { status: 'RS_ERROR_UNKNOWN', request_uuid: 'r-500' });
-    assert.equal(errors.length, 1);
+    assert.deepEqual(await call('user/balance', body), { status: 500, body: { status: 'RS_ERROR_UNKNOWN', request_uuid: 'r-500' } });
+    // Once per way in: the failure is logged with its endpoint (and the direct route's access line for the 500).
+    assert.equal(errors.filter((e) => (e as { endpoint?: string }).endpoint === 'balance').length, 2);
     const big = JSON.stringify({ user: 'x'.repeat(2_000_000) });
-    const large = await app.inject({ method: 'POST', url: '/providers/hub88/user/info', payload: big, headers: { 'content-type': 'application/json', 'x-hub88-signature': signHub88(privateKey, big) } });
-    assert.equal(large.statusCode, 200);
-    assert.deepEqual(large.json(), { status: 'RS_ERROR_WRONG_SYNTAX' });
+    assert.deepEqual(await call('user/info', big), { status: 200, body: { status: 'RS_ERROR_WRONG_SYNTAX' } });
     await app.close();
   });
 
@@ -116,8 +136,14 @@ describe('Hub88 edge (no database)', () => {
 for (const { kind, skip } of await databaseKinds()) {
   describe(`Hub88 seamless wallet (${kind})`, { skip }, () => {
     let app: TestApp;
+    /** The server listening: calls go over real HTTP, the way Hub88's do (DirectRoute), not through app.inject. */
+    let baseUrl: string;
     before(async () => {
       app = await startTestApp(kind, { HUB88_PUBLIC_KEY: escapedPem });
+      await app.server.app.listen({ port: 0, host: '127.0.0.1' });
+      const address = app.server.app.server.address();
+      assert.ok(address && typeof address === 'object');
+      baseUrl = `http://127.0.0.1:${address.port}`;
     });
     after(async () => {
       if (!app) return;
@@ -135,10 +161,11 @@ for (const { kind, skip } of await databaseKinds()) {
       const headers: Record<string, string> = { 'content-type': 'application/json' };
       const signature = opts.signature === undefined ? signHub88(opts.key ?? privateKey, opts.signBody ?? text) : opts.signature;
       if (signature !== null) headers['x-hub88-signature'] = signature;
-      const res = await app.server.app.inject({ method: 'POST', url: `/providers/hub88/${path}`, payload: text, headers });
-      assert.equal(res.statusCode, 200, res.body);
-      assert.match(String(res.headers['content-type']), /^application\/json/);
-      return { body: res.json<Json>(), raw: res.body };
+      const res = await fetch(`${baseUrl}/providers/hub88/${path}`, { method: 'POST', body: text, headers });
+      const raw = await res.text();
+      assert.equal(res.status, 200, raw);
+      assert.match(String(res.headers.get('content-type')), /^application\/json/);
+      return { body: JSON.parse(raw) as Json, raw };
     }
 
     /** A registered player with `amount` real money (and `bonus` moved to the bonus wallet) and an open game session. */
@@ -457,20 +484,36 @@ for (const { kind, skip } of await databaseKinds()) {
       assert.deepEqual(await snapshot(p.id), before);
       // A body sent without a JSON content type is still read (the signature decides).
       const text = JSON.stringify({ user: p.id, request_uuid: 'ct' });
-      const res = await app.server.app.inject({ method: 'POST', url: '/providers/hub88/user/info', payload: text, headers: { 'content-type': 'text/plain', 'x-hub88-signature': signHub88(privateKey, text) } });
-      assert.equal(res.json().status, 'RS_OK');
+      const res = await fetch(`${baseUrl}/providers/hub88/user/info`, { method: 'POST', body: text, headers: { 'content-type': 'text/plain', 'x-hub88-signature': signHub88(privateKey, text) } });
+      assert.equal(((await res.json()) as Json).status, 'RS_OK');
     });
 
     it('the client helper (hub88Call) signs and posts over real HTTP', async () => {
       const p = await player();
-      await app.server.app.listen({ port: 0, host: '127.0.0.1' });
-      const address = app.server.app.server.address();
-      assert.ok(address && typeof address === 'object');
-      const client = { baseUrl: `http://127.0.0.1:${address.port}`, privateKey };
+      const client = { baseUrl, privateKey };
       const bet = txn(p, { amount: 2 * E });
       assert.deepEqual(await hub88Call(client, 'transaction/bet', bet), { httpStatus: 200, body: { user: p.id, status: 'RS_OK', request_uuid: bet.request_uuid, currency: 'EUR', balance: 98 * E } });
       const win = txn(p, { amount: 3 * E, reference_transaction_uuid: bet.transaction_uuid });
       assert.equal((await hub88Call(client, 'transaction/win', win)).body.balance, 101 * E);
+    });
+
+    it("Fastify's route (app.inject, the OpenAPI document) answers as the direct route does; the direct route keeps the request id and the metrics", async () => {
+      const p = await player();
+      const text = JSON.stringify({ user: p.id, token: p.token, request_uuid: 'r-both', game_code: 'hub_slot' });
+      const headers = { 'content-type': 'application/json', 'x-hub88-signature': signHub88(privateKey, text), 'x-request-id': 'hub88-trace-1' };
+      const viaFastify = await app.server.app.inject({ method: 'POST', url: '/providers/hub88/user/balance', payload: text, headers });
+      const direct = await fetch(`${baseUrl}/providers/hub88/user/balance`, { method: 'POST', body: text, headers });
+      assert.equal(direct.status, viaFastify.statusCode);
+      assert.equal(direct.headers.get('content-type'), viaFastify.headers['content-type']);
+      assert.equal(await direct.text(), viaFastify.body);
+      assert.equal(direct.headers.get('x-request-id'), 'hub88-trace-1');
+      const metrics = await (await fetch(`${baseUrl}/metrics`)).text();
+      assert.match(metrics, /pitboss_http_requests_total\{method="POST",route="\/providers\/hub88\/user\/balance",status="200"\} [1-9]/);
+      // A query string (or any other method) is Fastify's: the same answer, by the documented route.
+      const withQuery = await fetch(`${baseUrl}/providers/hub88/user/balance?via=fastify`, { method: 'POST', body: text, headers });
+      assert.equal((await withQuery.json() as Json).balance, 100 * E);
+      const spec = (await app.server.app.inject({ url: '/openapi.json' })).json<{ paths: Record<string, { post?: unknown }> }>();
+      assert.ok(spec.paths['/providers/hub88/transaction/bet']?.post);
     });
 
     it('concurrent replays of one bet debit it once and all answer alike', async () => {

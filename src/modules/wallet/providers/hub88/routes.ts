@@ -4,6 +4,7 @@ import { Counter } from 'prom-client';
 import { Type } from 'typebox';
 import type { Kernel } from '../../../../platform/module.ts';
 import { toDomainError } from '../../../../platform/http/problem.ts';
+import type { DirectReply } from '../../../../platform/http/direct.ts';
 import type { HttpApp } from '../../../../platform/http/types.ts';
 import { parseRequest, serializeReply, STATUSES, type Endpoint, type Hub88Reply, type Parsed, type SPECS } from './protocol.ts';
 import type { Hub88Wallet } from './service.ts';
@@ -54,26 +55,39 @@ export function hub88Routes(kernel: Kernel, service: Hub88Wallet, key: KeyObject
     registers: [kernel.metrics.registry],
   });
 
-  const send = (reply: FastifyReply, endpoint: Endpoint, body: Hub88Reply, code = 200) => {
+  const JSON_UTF8 = 'application/json; charset=utf-8';
+  const reply = (endpoint: Endpoint, body: Hub88Reply, status = 200): DirectReply => {
     answers.inc({ endpoint, status: body.status });
-    return reply.code(code).type('application/json; charset=utf-8').send(serializeReply(body));
+    return { status, contentType: JSON_UTF8, body: serializeReply(body) };
   };
+  const send = (fastifyReply: FastifyReply, r: DirectReply) => fastifyReply.code(r.status).type(r.contentType).send(r.body);
+  /** A body that could not be read (over the limit, a broken Content-Length), or a failure outside the wallet. */
+  const refused = (endpoint: Endpoint, client: boolean): DirectReply => reply(endpoint, { status: client ? 'RS_ERROR_WRONG_SYNTAX' : 'RS_ERROR_UNKNOWN' }, client ? 200 : 500);
 
-  async function handle<E extends Endpoint>(endpoint: E, raw: Buffer, signature: string | string[] | undefined): Promise<{ body: Hub88Reply; code: number }> {
+  /** One call, whichever way it came in (see DirectRoute): the only place a Hub88 call is answered. */
+  async function answer<E extends Endpoint>(endpoint: E, raw: Buffer, signature: string | string[] | undefined): Promise<DirectReply> {
     // First of all, before parsing or touching the database.
-    if (!(await verifyHub88(key, raw, signature))) return { body: { status: 'RS_ERROR_INVALID_SIGNATURE' }, code: 200 };
+    if (!(await verifyHub88(key, raw, signature))) return reply(endpoint, { status: 'RS_ERROR_INVALID_SIGNATURE' });
     const parsed = parseRequest(endpoint, raw);
-    if (!parsed.ok) return { body: parsed.reply, code: 200 };
+    if (!parsed.ok) return reply(endpoint, parsed.reply);
     const requestUuid = (parsed.value as { request_uuid: string }).request_uuid;
     try {
-      return { body: await (handlers[endpoint] as (r: Parsed<(typeof SPECS)[E]>) => Promise<Hub88Reply>)(parsed.value), code: 200 };
+      return reply(endpoint, await (handlers[endpoint] as (r: Parsed<(typeof SPECS)[E]>) => Promise<Hub88Reply>)(parsed.value));
     } catch (err) {
       kernel.logger.error({ err, endpoint, request_uuid: requestUuid }, 'hub88 wallet call failed');
-      return { body: { status: 'RS_ERROR_UNKNOWN', request_uuid: requestUuid }, code: 500 };
+      return reply(endpoint, { status: 'RS_ERROR_UNKNOWN', request_uuid: requestUuid }, 500);
     }
   }
 
   return async (app: HttpApp): Promise<void> => {
+    for (const route of ROUTES) {
+      app.directRoute({
+        method: 'POST',
+        url: `/providers/hub88/${route.path}`,
+        answer: (body, headers) => answer(route.endpoint, body, headers[SIGNATURE_HEADER]),
+        refuse: (reason) => refused(route.endpoint, reason === 'too-large'),
+      });
+    }
     await app.register(async (plain) => {
       const scope = plain as unknown as HttpApp;
       const keep = (_req: unknown, body: Buffer, done: (err: Error | null, body?: Buffer) => void) => done(null, body);
@@ -85,7 +99,7 @@ export function hub88Routes(kernel: Kernel, service: Hub88Wallet, key: KeyObject
         const client = toDomainError(error).status < 500;
         if (!client) request.log.error({ err: error }, 'hub88 request failed');
         const endpoint = ROUTES.find((r) => request.url.endsWith(r.path))?.endpoint ?? 'info';
-        return send(reply, endpoint, { status: client ? 'RS_ERROR_WRONG_SYNTAX' : 'RS_ERROR_UNKNOWN' }, client ? 200 : 500);
+        return send(reply, refused(endpoint, client));
       });
       for (const route of ROUTES) {
         scope.post(
@@ -98,10 +112,9 @@ export function hub88Routes(kernel: Kernel, service: Hub88Wallet, key: KeyObject
               response: { 200: Reply, 500: Reply },
             },
           },
-          async (request, reply) => {
+          async (request, fastifyReply) => {
             const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
-            const { body, code } = await handle(route.endpoint, raw, request.headers[SIGNATURE_HEADER]);
-            return send(reply, route.endpoint, body, code);
+            return send(fastifyReply, await answer(route.endpoint, raw, request.headers[SIGNATURE_HEADER]));
           },
         );
       }
