@@ -823,21 +823,21 @@ function batchStatement(plan: PlannedBatch, guarded: readonly AccountState[], at
     new_postings as (
       insert into wallet.postings (holder, name, currency, seq, transaction_id, player_id, amount, balance_after, created_at, prev_hash, hash)
       select h, n, c, s, t, p, a, b, ${stamp}::timestamptz, ph, hh from unnest(
-        ${pgArray(postingRows.map((r) => r.holder))}::uuid[], ${pgArray(postingRows.map((r) => r.name))}::text[], ${pgArray(postingRows.map((r) => r.currency))}::bpchar[], ${pgArray(postingRows.map((r) => str(r.seq)))}::int8[],
-        ${pgArray(postingRows.map((r) => r.tx))}::uuid[], ${pgArray(postingRows.map((r) => r.player))}::uuid[], ${pgArray(postingRows.map((r) => str(r.amount)))}::int8[], ${pgArray(postingRows.map((r) => str(r.after)))}::int8[],
+        ${pgArray(postingRows.map((r) => r.holder))}::uuid[], ${pgArray(postingRows.map((r) => r.name))}::text[], ${pgArray(postingRows.map((r) => r.currency))}::bpchar[], ${pgArray(postingRows.map((r) => r.seq))}::int8[],
+        ${pgArray(postingRows.map((r) => r.tx))}::uuid[], ${pgArray(postingRows.map((r) => r.player))}::uuid[], ${pgArray(postingRows.map((r) => r.amount))}::int8[], ${pgArray(postingRows.map((r) => r.after))}::int8[],
         ${pgArray(postingRows.map((r) => r.prev))}::text[], ${pgArray(postingRows.map((r) => r.hash))}::text[]) as t(h, n, c, s, t, p, a, b, ph, hh)
     ),
     balances as (
       update wallet.accounts a set balance = v.b, last_seq = v.s, last_hash = v.h, updated_at = ${stamp}::timestamptz
       from unnest(${changedHolders}::uuid[], ${pgArray(changed.map((c) => c.state.key.name))}::text[], ${pgArray(changed.map((c) => c.state.key.currency))}::bpchar[],
-                  ${pgArray(changed.map((c) => str(c.state.balance)))}::int8[], ${pgArray(changed.map((c) => str(c.state.lastSeq)))}::int8[], ${pgArray(changed.map((c) => c.state.lastHash))}::text[],
-                  ${pgArray(changed.map((c) => str(c.expectedSeq)))}::int8[]) as v(holder, name, currency, b, s, h, e)
+                  ${pgArray(changed.map((c) => c.state.balance))}::int8[], ${pgArray(changed.map((c) => c.state.lastSeq))}::int8[], ${pgArray(changed.map((c) => c.state.lastHash))}::text[],
+                  ${pgArray(changed.map((c) => c.expectedSeq))}::int8[]) as v(holder, name, currency, b, s, h, e)
       where a.holder = any(${changedHolders}::uuid[]) and a.holder = v.holder and a.name = v.name and a.currency = v.currency and a.last_seq = v.e
       returning 1
     ),
     guarded as (
       select 1 from wallet.accounts a
-      join unnest(${guardedHolders}::uuid[], ${pgArray(guarded.map((g) => g.key.name))}::text[], ${pgArray(guarded.map((g) => g.key.currency))}::bpchar[], ${pgArray(guarded.map((g) => str(g.lastSeq)))}::int8[]) as v(holder, name, currency, e)
+      join unnest(${guardedHolders}::uuid[], ${pgArray(guarded.map((g) => g.key.name))}::text[], ${pgArray(guarded.map((g) => g.key.currency))}::bpchar[], ${pgArray(guarded.map((g) => g.lastSeq))}::int8[]) as v(holder, name, currency, e)
         on a.holder = v.holder and a.name = v.name and a.currency = v.currency
       where a.holder = any(${guardedHolders}::uuid[]) and a.last_seq = v.e
       for share of a
@@ -866,6 +866,8 @@ function batchStatement(plan: PlannedBatch, guarded: readonly AccountState[], at
 interface BetEntry {
   readonly bet: LedgerTransaction;
   readonly children: LedgerTransaction[];
+  /** Whether the bet moved any of the player's money (its split is immutable). */
+  readonly moved: boolean;
 }
 
 /** A player's cached bets, by provider reference and by transaction id. */
@@ -933,7 +935,7 @@ export class LaneCache {
    */
   bet(playerId: string, provider: string, externalRef: string): LedgerTransaction | undefined {
     const entry = this.#bets.get(playerId)?.byRef.get(`${provider}\u0000${externalRef}`);
-    return entry && Object.values(entry.bet.split).some((v) => v !== 0n) ? entry.bet : undefined;
+    return entry?.moved ? entry.bet : undefined;
   }
 
   /** Every transaction that refers to a cached bet (wins, rollbacks), or undefined if the bet is not cached. */
@@ -950,7 +952,7 @@ export class LaneCache {
     const ref = `${bet.provider}\u0000${bet.externalRef}`;
     const replaced = bets.byRef.get(ref);
     if (replaced) bets.byId.delete(replaced.bet.id);
-    const entry = { bet, children: [...children] };
+    const entry = { bet, children: [...children], moved: Object.values(bet.split).some((v) => v !== 0n) };
     bets.byRef.set(ref, entry);
     bets.byId.set(bet.id, entry);
     if (bets.byRef.size > BETS_PER_PLAYER) {
@@ -977,7 +979,9 @@ export class LaneCache {
         continue;
       }
       const key = `${state.key.holder}|${state.key.currency}`;
-      byPlayer.set(key, [...(byPlayer.get(key) ?? []), copy]);
+      const states = byPlayer.get(key);
+      if (states) states.push(copy);
+      else byPlayer.set(key, [copy]);
     }
     for (const [key, states] of byPlayer) {
       const wallets = this.#players.get(key);

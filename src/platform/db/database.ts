@@ -291,6 +291,7 @@ export function pgArray(values: readonly (string | number | bigint | null | unde
 
 function arrayElement(v: string | number | bigint | null | undefined): string {
   if (v === null || v === undefined) return 'NULL';
-  const s = typeof v === 'string' ? v : String(v);
-  return PLAIN_ELEMENT.test(s) && !(s.length === 4 && s.toLowerCase() === 'null') ? s : `"${s.replace(/[\\"]/g, '\\$&')}"`;
+  // A number's or a bigint's text is always plain.
+  if (typeof v !== 'string') return String(v);
+  return PLAIN_ELEMENT.test(v) && !(v.length === 4 && v.toLowerCase() === 'null') ? v : `"${v.replace(/[\\"]/g, '\\$&')}"`;
 }
