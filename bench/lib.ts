@@ -91,9 +91,9 @@ export interface Started {
 
 /** Runs `pitboss <args>` with the servers' environment `env` (quietly) and returns what it printed, trimmed. */
 export const pitbossCli =
-  (env: Record<string, string>) =>
+  (env: Record<string, string>, checkout = root) =>
   (args: string[]): string =>
-    execFileSync(process.execPath, [resolve(root, 'bin/pitboss.js'), ...args], { env: { ...process.env, ...env, LOG_LEVEL: 'warn' }, encoding: 'utf8' }).trim();
+    execFileSync(process.execPath, [resolve(checkout, 'bin/pitboss.js'), ...args], { env: { ...process.env, ...env, LOG_LEVEL: 'warn' }, encoding: 'utf8' }).trim();
 
 /** A port for a bench server, chosen before it starts when its env must name it (PUBLIC_URL). */
 export const randomPort = (): number => 20000 + Math.floor(Math.random() * 20000);
@@ -112,9 +112,9 @@ export const serverNodeArgs = [
  * Starts `pitboss serve` as its own process (so the load generator does not share its event
  * loop), with serverNodeArgs and then `nodeArgs` (which override them).
  */
-export async function startServer(env: Record<string, string>, port = randomPort(), nodeArgs: readonly string[] = []): Promise<Started> {
+export async function startServer(env: Record<string, string>, port = randomPort(), nodeArgs: readonly string[] = [], checkout = root): Promise<Started> {
   const started = performance.now();
-  const child = spawn(process.execPath, [...serverNodeArgs, ...nodeArgs, resolve(root, 'bin/pitboss.js'), 'serve'], {
+  const child = spawn(process.execPath, [...serverNodeArgs, ...nodeArgs, resolve(checkout, 'bin/pitboss.js'), 'serve'], {
     env: { ...process.env, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', ...env, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });

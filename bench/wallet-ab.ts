@@ -1,8 +1,10 @@
-// npm run bench:wallet-ab — two server variants side by side on one database, measured in
-// alternating short runs of signed Hub88 bets and wins. On a VM whose speed drifts by a
+// npm run bench:wallet-ab — two server variants side by side, each on a database of its
+// own, measured in alternating short runs of signed Hub88 bets and wins. On a VM whose speed drifts by a
 // quarter from one minute to the next, two bench:wallet runs cannot tell a 5% change from
 // noise; pairs of runs a few seconds apart, in alternating order, can.
-import { adminQuery, cpuSnapshot, load, pacedLoad, percentiles, startServer, type Started } from './lib.ts';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { adminQuery, cpuSnapshot, load, pacedLoad, percentiles, root, startServer, type Started } from './lib.ts';
 import { RawHttpClient } from './raw-http.ts';
 import { createPlayers, roundFirer, signedRounds, staffHeaders, walletBenchSetup } from './wallet-load.ts';
 
@@ -26,16 +28,28 @@ const assignments = (text: string | undefined): Record<string, string> =>
         return [kv.slice(0, at), kv.slice(at + 1)];
       }),
   );
+/** A variant's checkout (BENCH_A_ROOT, BENCH_B_ROOT): another revision, e.g. a `git worktree`, with its own node_modules. */
+const checkoutOf = (name: string): string | undefined => {
+  const dir = process.env[`BENCH_${name}_ROOT`];
+  if (!dir) return undefined;
+  const at = resolve(dir);
+  if (!existsSync(resolve(at, 'bin/pitboss.js')) || !existsSync(resolve(at, 'node_modules'))) throw new Error(`BENCH_${name}_ROOT: ${at} is not a Pitboss checkout with node_modules`);
+  return at;
+};
 const variants = (['A', 'B'] as const).map((name) => ({
   name,
   env: assignments(process.env[`BENCH_${name}`]),
   nodeArgs: (process.env[`BENCH_${name}_NODE_ARGS`] ?? '').split(' ').filter(Boolean),
+  checkout: checkoutOf(name),
 }));
 
 const stamp = Date.now();
 const load_ = RATE > 0 ? `${RATE} bets/s (open loop)` : `${CALLERS} callers (closed loop)`;
 console.log(`bench:wallet-ab on PostgreSQL: ${PAIRS} pairs of ${SECONDS}s runs at ${load_}, ${PLAYERS} players per variant, each variant on its own database`);
-for (const v of variants) console.log(`  ${v.name}: ${Object.entries(v.env).map(([k, x]) => `${k}=${x}`).join(' ') || '(defaults)'}${v.nodeArgs.length > 0 ? `, node ${v.nodeArgs.join(' ')}` : ''}`);
+for (const v of variants) {
+  const what = Object.entries(v.env).map(([k, x]) => `${k}=${x}`).join(' ') || '(defaults)';
+  console.log(`  ${v.name}: ${what}${v.nodeArgs.length > 0 ? `, node ${v.nodeArgs.join(' ')}` : ''}, code of ${v.checkout ?? root}`);
+}
 
 // Each variant has a database of its own: one server's outbox relay (one per database
 // holds its lock) must not publish the other's events, on the other's time.
@@ -47,9 +61,9 @@ try {
   const variantsLoad: { server: Started; fire: () => Promise<boolean>; counted: { latencies: number[]; calls: number } }[] = [];
   for (const [i, v] of variants.entries()) {
     const { env, privatePem } = await walletBenchSetup(dbNames[i]!);
-    const server = await startServer({ ...env, ...v.env }, undefined, v.nodeArgs);
+    const server = await startServer({ ...env, ...v.env }, undefined, v.nodeArgs, v.checkout);
     servers.push(server);
-    const players = await createPlayers(server.url, staffHeaders(env, stamp), PLAYERS, stamp);
+    const players = await createPlayers(server.url, staffHeaders(env, stamp, v.checkout), PLAYERS, stamp);
     const perRun = (RATE > 0 ? RATE : EXPECTED) * SECONDS;
     const signed = await signedRounds(players, Math.ceil(perRun * (PAIRS + 1) * 1.2), privatePem);
     const client = new RawHttpClient(server.url);

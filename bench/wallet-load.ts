@@ -22,8 +22,8 @@ export async function walletBenchSetup(name: string): Promise<{ env: Record<stri
 }
 
 /** A staff member created with the CLI on the servers' database, as an Authorization header. */
-export function staffHeaders(env: Record<string, string>, stamp: number): Record<string, string> {
-  const cli = pitbossCli(env);
+export function staffHeaders(env: Record<string, string>, stamp: number, checkout?: string): Record<string, string> {
+  const cli = pitbossCli(env, checkout);
   cli(['admin', 'create', '--email', `bench.${stamp}@casino.example`]);
   return { authorization: `Bearer ${cli(['token', '--staff', `bench.${stamp}@casino.example`, '--ttl', '2h'])}` };
 }
