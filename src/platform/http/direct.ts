@@ -144,8 +144,8 @@ export class DirectRoutes {
     this.#edge.metrics.httpRequests.inc(labels);
     this.#edge.metrics.httpDuration.observe(labels, ms / 1000);
     const log = this.#edge.logger;
-    const line = { reqId, method: route.method, url: route.url, statusCode: status, ms: Math.round(ms * 10) / 10 };
-    if (status >= 500) log.error(line, 'request');
-    else if (log.isLevelEnabled('info')) log.info(line, 'request');
+    const line = () => ({ reqId, method: route.method, url: route.url, statusCode: status, ms: Math.round(ms * 10) / 10 });
+    if (status >= 500) log.error(line(), 'request');
+    else if (log.isLevelEnabled('info')) log.info(line(), 'request');
   }
 }
