@@ -1,6 +1,7 @@
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from '../telemetry/logger.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
+import { accessLine, observeRequest } from './observe.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -82,7 +83,7 @@ export class DirectRoutes {
 
   readonly serverFactory = (fastify: RequestListener, options: ServerOptions): Server => {
     const server = createServer((req, res) => {
-      const route = this.#routes.size > 0 ? this.#routes.get(`${req.method} ${req.url}`) : undefined;
+      const route = this.#routes.get(`${req.method} ${req.url}`);
       if (route) this.#serve(route, req, res);
       else fastify(req, res);
     });
@@ -140,11 +141,9 @@ export class DirectRoutes {
 
   #completed(route: DirectRoute, reqId: string, status: number, started: number): void {
     const ms = performance.now() - started;
-    const labels = { method: route.method, route: route.url, status: String(status) };
-    this.#edge.metrics.httpRequests.inc(labels);
-    this.#edge.metrics.httpDuration.observe(labels, ms / 1000);
+    observeRequest(this.#edge.metrics, route.method, route.url, status, ms);
     const log = this.#edge.logger;
-    const line = () => ({ reqId, method: route.method, url: route.url, statusCode: status, ms: Math.round(ms * 10) / 10 });
+    const line = () => ({ reqId, ...accessLine(route.method, route.url, status, ms) });
     if (status >= 500) log.error(line(), 'request');
     else if (log.isLevelEnabled('info')) log.info(line(), 'request');
   }

@@ -15,6 +15,7 @@ import { AuthPolicy } from '../auth/step-up.ts';
 import { authenticate } from './auth.ts';
 import { Problem, problems } from './schemas.ts';
 import { DirectRoutes, type DirectRoute } from './direct.ts';
+import { accessLine, observeRequest } from './observe.ts';
 import { problemBody, PROBLEM_CONTENT_TYPE, sendProblem, toDomainError } from './problem.ts';
 import type { HttpApp } from './types.ts';
 
@@ -61,7 +62,7 @@ class AccessLog extends LogController {
   override incomingRequest(): void {}
 
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
-    const line = { method: request.method, url: request.url, statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 };
+    const line = accessLine(request.method, request.url, reply.statusCode, reply.elapsedTime);
     if (error) reply.log.error({ ...line, err: error }, 'request');
     else reply.log.info(line, 'request');
   }
@@ -111,9 +112,7 @@ export async function createHttpServer(options: HttpOptions): Promise<HttpApp> {
   });
   app.addHook('onRequest', authenticate(options.tokens, authPolicy));
   app.addHook('onResponse', async (request, reply) => {
-    const labels = { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) };
-    options.metrics.httpRequests.inc(labels);
-    options.metrics.httpDuration.observe(labels, reply.elapsedTime / 1000);
+    observeRequest(options.metrics, request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime);
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
