@@ -95,6 +95,16 @@ export const pitbossCli =
   (args: string[]): string =>
     execFileSync(process.execPath, [resolve(checkout, 'bin/pitboss.js'), ...args], { env: { ...process.env, ...env, LOG_LEVEL: 'warn' }, encoding: 'utf8' }).trim();
 
+/** A valid player registration body, unique for each `tag` and `i`. */
+export const registrationBody = (tag: string | number, i: number) => ({
+  email: `bench.${tag}.${i}@example.com`,
+  login: `bench_${tag}_${i}`,
+  password: 'lantern-orbit-velvet-42',
+  country: 'DE',
+  currency: 'EUR',
+  dateOfBirth: '1990-01-01',
+});
+
 /** A port for a bench server, chosen before it starts when its env must name it (PUBLIC_URL). */
 export const randomPort = (): number => 20000 + Math.floor(Math.random() * 20000);
 

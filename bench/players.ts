@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { hash } from '@node-rs/argon2';
 import pg from 'pg';
 import { ARGON2_PARAMS } from '../src/modules/players/password-hash.ts';
-import { call, fmt, load, pitbossCli, startServer } from './lib.ts';
+import { call, fmt, load, pitbossCli, registrationBody, startServer } from './lib.ts';
 
 const adminUrl = process.env.TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const usePglite = process.env.BENCH_DB === 'pglite';
@@ -52,14 +52,7 @@ try {
     concurrency: 8,
     total: registrations,
     next: async (i) => {
-      const res = await call(`${server.url}/v1/players`, 'POST', {
-        email: `bench.${tag}.${i}@example.com`,
-        login: `bench_${tag}_${i}`,
-        password: 'lantern-orbit-velvet-42',
-        country: 'DE',
-        currency: 'EUR',
-        dateOfBirth: '1990-01-01',
-      });
+      const res = await call(`${server.url}/v1/players`, 'POST', registrationBody(tag, i));
       if (res.status === 201) ids.push((JSON.parse(res.body) as { id: string }).id);
       return res.status === 201;
     },

@@ -3,7 +3,7 @@
 // and every other round a win on it) with what fires them.
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
-import { adminQuery, call, load, pgUrl, pitbossCli } from './lib.ts';
+import { adminQuery, call, load, pgUrl, pitbossCli, registrationBody } from './lib.ts';
 import type { RawHttpClient } from './raw-http.ts';
 
 /**
@@ -40,14 +40,7 @@ export async function createPlayers(url: string, staff: Record<string, string>, 
     concurrency: 8,
     total: count,
     next: async (i) => {
-      const reg = await call(`${url}/v1/players`, 'POST', {
-        email: `w.${stamp}.${i}@example.com`,
-        login: `w_${stamp}_${i}`,
-        password: 'lantern-orbit-velvet-42',
-        country: 'DE',
-        currency: 'EUR',
-        dateOfBirth: '1990-01-01',
-      });
+      const reg = await call(`${url}/v1/players`, 'POST', registrationBody(stamp, i));
       const id = (JSON.parse(reg.body) as { id: string }).id;
       const dep = await call(`${url}/v1/players/${id}/deposits`, 'POST', { amount: '100000.00', currency: 'EUR' }, { ...staff, 'idempotency-key': `bench-dep-${id}` });
       if (dep.status !== 201) throw new Error(`deposit: ${dep.status} ${dep.body}`);
