@@ -97,6 +97,12 @@ export const settings = {
   databaseUrl: setting('DATABASE_URL', '', 'PostgreSQL URL (`postgres://user@host:5432/db`). Unset: embedded PGlite in `DATA_DIR`.', optionalUrl(['postgres:', 'postgresql:'])),
   databaseReadUrl: setting('DATABASE_READ_URL', '', 'Optional read replica for reads that may lag (never money).', optionalUrl(['postgres:', 'postgresql:'])),
   databasePoolSize: setting('DATABASE_POOL_SIZE', '20', 'Connections in the PostgreSQL pool per process.', int(1, 1000)),
+  databasePoolIdleSeconds: setting(
+    'DATABASE_POOL_IDLE_SECONDS',
+    '0',
+    'How long a pool connection may sit idle before it is closed (seconds). 0 keeps every connection the pool has opened (a fixed-size pool): connections opened in a burst and closed together later make every PostgreSQL backend exit at once, which stalls the commits of the others.',
+    int(0, 86400),
+  ),
   dataDir: setting('DATA_DIR', './data', 'Directory of the embedded PGlite database (used when DATABASE_URL is unset). `memory://` keeps it in memory.', str),
   redisUrl: setting('REDIS_URL', '', 'Redis URL for cache, sessions and rate limits. Unset: in-memory cache.', optionalUrl(['redis:', 'rediss:'])),
   amqpUrl: setting('AMQP_URL', '', 'RabbitMQ URL for the event bus. Unset: in-process event bus.', optionalUrl(['amqp:', 'amqps:'])),

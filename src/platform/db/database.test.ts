@@ -58,6 +58,31 @@ for (const { kind, skip } of await databaseKinds()) {
       }
     });
 
+    it('keeps the connections a burst opened (DATABASE_POOL_IDLE_SECONDS=0, the default); a positive value closes them when idle', { skip: kind !== 'postgres' }, async () => {
+      /** Backends of this test database other than the harness's own connection, whatever their state. */
+      const others = async () =>
+        Number(
+          (await sql<{ n: string }>`select count(*) as n from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`.execute(database.db)).rows[0]!.n,
+        );
+      const burst = async (db: Database['db']) => {
+        // Four statements at once, each holding its connection a moment: the pool opens four.
+        await Promise.all(Array.from({ length: 4 }, () => sql`select pg_sleep(0.05)`.execute(db)));
+      };
+      const baseline = await others();
+      const kept = await openDatabase(testConfig(tdb, { DATABASE_POOL_SIZE: '4' }));
+      const closing = await openDatabase(testConfig(tdb, { DATABASE_POOL_SIZE: '4', DATABASE_POOL_IDLE_SECONDS: '1' }));
+      try {
+        await burst(kept.db);
+        await burst(closing.db);
+        assert.equal(await others(), baseline + 8, 'both pools opened four connections');
+        await new Promise((r) => setTimeout(r, 1600));
+        assert.equal(await others(), baseline + 4, 'the default pool keeps its four idle connections; the other closed its after 1 s idle');
+      } finally {
+        await kept.close();
+        await closing.close();
+      }
+    });
+
     it('a connection PostgreSQL ends inside a transaction fails that transaction, not the process', { skip: kind !== 'postgres' }, async () => {
       const other = await openDatabase(testConfig(tdb, { DATABASE_POOL_SIZE: '1' }));
       try {

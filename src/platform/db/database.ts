@@ -151,7 +151,7 @@ class PreparingClient extends pg.Client {
  */
 type IdleError = (error: Error) => void;
 
-function pgPool(url: string, max: number, onIdleError: IdleError): pg.Pool {
+function pgPool(url: string, max: number, idleSeconds: number, onIdleError: IdleError): pg.Pool {
   const types = {
     getTypeParser: (oid: number, format?: 'text' | 'binary'): ((value: string) => unknown) => {
       if (oid === INT8) return parseInt8;
@@ -159,7 +159,12 @@ function pgPool(url: string, max: number, onIdleError: IdleError): pg.Pool {
       return pg.types.getTypeParser(oid, format ?? 'text') as (value: string) => unknown;
     },
   };
-  const pool = new pg.Pool({ connectionString: url, max, types: types, Client: PreparingClient });
+  // idleTimeoutMillis 0: pg-pool never closes an idle connection (its default closes each
+  // after 10 s idle). Under a steady load the pool hands out its most recently used
+  // connections, so those a burst opened sit idle together and would close together:
+  // measured on a 2-core VM, 17 PostgreSQL backends exiting within 200 ms stalled every
+  // commit (the ledger's too) for 150-300 ms.
+  const pool = new pg.Pool({ connectionString: url, max, idleTimeoutMillis: idleSeconds * 1000, types: types, Client: PreparingClient });
   pool.on('error', onIdleError);
   // A connection that breaks while checked out (in a transaction, between statements)
   // emits 'error' on itself, where the pool no longer listens: that too would crash the
@@ -170,13 +175,13 @@ function pgPool(url: string, max: number, onIdleError: IdleError): pg.Pool {
 }
 
 export async function openDatabase(
-  config: Pick<Config, 'databaseUrl' | 'databaseReadUrl' | 'databasePoolSize' | 'dataDir'>,
+  config: Pick<Config, 'databaseUrl' | 'databaseReadUrl' | 'databasePoolSize' | 'databasePoolIdleSeconds' | 'dataDir'>,
   onIdleError: IdleError = () => {},
 ): Promise<Database> {
   if (config.databaseUrl) {
-    const primary = new Kysely<PlatformTables>({ dialect: new PostgresDialect({ pool: pgPool(config.databaseUrl, config.databasePoolSize, onIdleError) }) });
+    const primary = new Kysely<PlatformTables>({ dialect: new PostgresDialect({ pool: pgPool(config.databaseUrl, config.databasePoolSize, config.databasePoolIdleSeconds, onIdleError) }) });
     const replica = config.databaseReadUrl
-      ? new Kysely<PlatformTables>({ dialect: new PostgresDialect({ pool: pgPool(config.databaseReadUrl, config.databasePoolSize, onIdleError) }) })
+      ? new Kysely<PlatformTables>({ dialect: new PostgresDialect({ pool: pgPool(config.databaseReadUrl, config.databasePoolSize, config.databasePoolIdleSeconds, onIdleError) }) })
       : undefined;
     return {
       kind: 'postgres',
