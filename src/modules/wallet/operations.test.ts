@@ -608,4 +608,40 @@ describe('writeBatch against a sequential model (PGlite)', () => {
   it('game play (mostly bets and wins, few replays) through the fast path gives the model answers too', async () => {
     await modelRun(playArb, 100, 'game play', false);
   });
+
+  it('the fast path refuses a batch when a wallet it read but does not post to has moved since the cache saw it, and writes nothing', async () => {
+    const walletTypes = [...WALLETS];
+    const shard = houseHolder(0);
+    const tag = newId();
+    const locked = async (cache: LaneCache, command: LedgerCommand) => {
+      const written = await runtime.database.db.transaction().execute((trx) => writeBatch(trx, [command], walletTypes, shard));
+      cache.learn(written.learned);
+      assert.equal(written.results[0]!.outcome.ok, true);
+    };
+    const stakeOf = (playerId: string, n: number) =>
+      bet({ playerId, currency: EUR, amount: 100n, provider: PROVIDER, externalRef: `${tag}-${n}`, roundId: null, idempotency: idempotency(PROVIDER, `${tag}-${n}`, { n }), spendOrder: ['real', 'bonus'] });
+    const balances = async (playerId: string) =>
+      Object.fromEntries(
+        (await sql<{ name: string; balance: bigint }>`select name, balance from wallet.accounts where holder = ${playerId}::uuid`.execute(runtime.database.db)).rows.map((r) => [r.name, r.balance]),
+      );
+    const [player, control] = [newId(), newId()];
+    const cache = new LaneCache(walletTypes, 10);
+    for (const p of [player, control]) {
+      await locked(cache, deposit({ playerId: p, currency: EUR, amount: 10_000n, provider: 'sandbox', paymentId: newId(), idempotency: idempotency('payment', `${tag}-dep-${p}`, { p }) }));
+    }
+    // A first bet on the locked path puts the game's house account in the cache too.
+    await locked(cache, stakeOf(control, 0));
+    // The other lane (another process) adds bonus money to one player: its bonus wallet moves, unseen by this cache.
+    await locked(new LaneCache(walletTypes, 10), adjustment({ playerId: player, currency: EUR, amount: 500n, wallet: 'bonus', reason: 'x', adjustmentId: newId(), staff: ['staff:t'], idempotency: idempotency('adjustment', `${tag}-adj`, {}) }));
+    // A bet paid from real alone posts only to real and the house; the statement holds bonus to its cached sequence.
+    const before = await balances(player);
+    await assert.rejects(writeBatchFast(runtime.database.db, [stakeOf(player, 1)], walletTypes, shard, cache), /WALLET_BATCH_STALE/);
+    assert.deepEqual(await balances(player), before, 'nothing was written');
+    // The same bet for a player whose wallets did not move goes through, with the balances the cache knew.
+    const written = await writeBatchFast(runtime.database.db, [stakeOf(control, 2)], walletTypes, shard, cache);
+    assert.ok(written);
+    const outcome = written.results[0]!.outcome;
+    assert.ok(outcome.ok);
+    assert.deepEqual(outcome.balances, { real: '9800', bonus: '0', freespins: '0', tournament: '0' });
+  });
 });
