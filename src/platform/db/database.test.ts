@@ -59,24 +59,28 @@ for (const { kind, skip } of await databaseKinds()) {
     });
 
     it('keeps the connections a burst opened (DATABASE_POOL_IDLE_SECONDS=0, the default); a positive value closes them when idle', { skip: kind !== 'postgres' }, async () => {
-      /** Backends of this test database other than the harness's own connection, whatever their state. */
-      const others = async () =>
-        Number(
-          (await sql<{ n: string }>`select count(*) as n from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`.execute(database.db)).rows[0]!.n,
-        );
+      // Each pool names its connections (application_name), so that backends of other
+      // pools, still ending after an earlier test, are not counted.
+      const named = (name: string, extra: Record<string, string> = {}) => {
+        const url = new URL(tdb.env.DATABASE_URL!);
+        url.searchParams.set('application_name', name);
+        return testConfig(tdb, { DATABASE_POOL_SIZE: '4', DATABASE_URL: url.toString(), ...extra });
+      };
+      const backends = async (name: string) =>
+        Number((await sql<{ n: string }>`select count(*) as n from pg_stat_activity where datname = current_database() and application_name = ${name}`.execute(database.db)).rows[0]!.n);
       const burst = async (db: Database['db']) => {
         // Four statements at once, each holding its connection a moment: the pool opens four.
         await Promise.all(Array.from({ length: 4 }, () => sql`select pg_sleep(0.05)`.execute(db)));
       };
-      const baseline = await others();
-      const kept = await openDatabase(testConfig(tdb, { DATABASE_POOL_SIZE: '4' }));
-      const closing = await openDatabase(testConfig(tdb, { DATABASE_POOL_SIZE: '4', DATABASE_POOL_IDLE_SECONDS: '1' }));
+      const kept = await openDatabase(named('pool_kept'));
+      const closing = await openDatabase(named('pool_closing', { DATABASE_POOL_IDLE_SECONDS: '1' }));
       try {
         await burst(kept.db);
         await burst(closing.db);
-        assert.equal(await others(), baseline + 8, 'both pools opened four connections');
-        await new Promise((r) => setTimeout(r, 1600));
-        assert.equal(await others(), baseline + 4, 'the default pool keeps its four idle connections; the other closed its after 1 s idle');
+        assert.deepEqual([await backends('pool_kept'), await backends('pool_closing')], [4, 4], 'each pool opened four connections');
+        await new Promise((r) => setTimeout(r, 1800));
+        assert.equal(await backends('pool_kept'), 4, 'the default pool keeps its four idle connections');
+        assert.equal(await backends('pool_closing'), 0, 'the other closed its four after 1 s idle');
       } finally {
         await kept.close();
         await closing.close();
