@@ -19,6 +19,8 @@ const SATURATION_P99_MS = 50;
 const PROCESSES = Number(process.env.BENCH_PROCESSES ?? 1);
 const TARGET_RATE = Number(process.env.BENCH_RATE ?? 1000);
 const BALANCE_RATE = Number(process.env.BENCH_BALANCE_RATE ?? 50);
+/** Seconds at the fixed rate before its counted window (not counted). */
+const LEAD_IN_SECONDS = 2;
 /** pgbench's one-row probes a second beside the fixed-rate run (PostgreSQL's own latency). */
 const PROBE_RATE = 100;
 const fmtProbe = (p: { count: number; p50: number; p99: number; max: number }) => `${p.count} probes, p50 ${p.p50.toFixed(2)} ms, p99 ${p.p99.toFixed(1)} ms, max ${p.max.toFixed(1)} ms`;
@@ -46,7 +48,7 @@ try {
 
   // Pre-signed game rounds: enough for the warm-up (2 s), the saturation runs and the closed
   // loop with bets (5 s) at the expected rate, and the fixed-rate run (10 s) at its own.
-  const ROUNDS = Math.ceil((CONCURRENCY.length * SECONDS + 7) * Number(process.env.BENCH_EXPECTED_BETS_PER_SECOND ?? 4500) + 10 * TARGET_RATE);
+  const ROUNDS = Math.ceil((CONCURRENCY.length * SECONDS + 7) * Number(process.env.BENCH_EXPECTED_BETS_PER_SECOND ?? 4500) + (10 + LEAD_IN_SECONDS) * TARGET_RATE);
   const signStart = performance.now();
   const { calls: bodies, rounds } = await signedRounds(players, ROUNDS, privatePem);
   console.log(`signed ${bodies.length} Hub88 calls in ${((performance.now() - signStart) / 1000).toFixed(1)} s (load generator setup, not measured)`);
@@ -110,14 +112,19 @@ try {
   const peak = (within.length > 0 ? within : levels).reduce((best, l) => (l.betsPerSecond > best.betsPerSecond ? l : best));
 
   // Open loop at a fixed rate of bets (wins ride along), with balance reads at their own
-  // fixed rate beside them: the latency each sees at that load, queueing included.
+  // fixed rate beside them: the latency each sees at that load, queueing included. A lead-in
+  // at the same rate, not counted, comes first: the window measures the steady state at
+  // that rate, not the step from the idle pause of the CHECKPOINT to it (the server's first
+  // full collection after a pause alone took about 55 ms on the development VM).
+  await checkpoint();
+  const leadIn = await pacedLoad(TARGET_RATE, LEAD_IN_SECONDS, fire);
+  if (leadIn.errors > 0) console.log(`  lead-in at ${TARGET_RATE} bets/s: ${leadIn.errors} rounds not RS_OK`);
   betLatencies.length = 0;
   statusErrors = 0;
   calls = 0;
   const metricsBefore = await scrape(urls[0]!);
   const before = serverSide(metricsBefore).buckets;
   const batchesBeforeRate = batchCounts(metricsBefore);
-  await checkpoint();
   const checkpointsBeforeRate = await checkpoints();
   const cpuBeforeRate = cpuSnapshot(serverPids);
   const [paced, pacedReads, probe] = await Promise.all([pacedLoad(TARGET_RATE, 10, fire), pacedLoad(BALANCE_RATE, 10, readBalance), pgLatencyProbe(dbName, PROBE_RATE, 10)]);
