@@ -476,8 +476,7 @@ describe('writeBatch against a sequential model (PGlite)', () => {
     const paths = { fast: 0, locked: 0, stale: 0 };
     // The lanes' caches live across runs, as a process's do across batches.
     const lanes = [new LaneCache(walletTypes, 1000), new LaneCache(walletTypes, 1000)];
-    await fc.assert(
-      fc.asyncProperty(fc.array(arb, { minLength: 1, maxLength: 40 }), fc.array(fc.integer({ min: 1, max: 12 }), { minLength: 1, maxLength: 8 }), async (ops, cuts) => {
+    const property = fc.asyncProperty(fc.array(arb, { minLength: 1, maxLength: 40 }), fc.array(fc.integer({ min: 1, max: 12 }), { minLength: 1, maxLength: 8 }), async (ops, cuts) => {
         run++;
         // Fresh players per run, so runs do not interfere.
         const players = [newId(), newId()];
@@ -590,9 +589,12 @@ describe('writeBatch against a sequential model (PGlite)', () => {
           assert.equal(balance('real'), model.players[n]!.real, `player ${n} real`);
           assert.equal(balance('bonus'), model.players[n]!.bonus, `player ${n} bonus`);
         }
-      }),
-      { numRuns },
-    );
+      });
+    // A stale cache needs the other lane to move a player's money between two fast batches
+    // of this one: a few times in 200 runs (about one set of 200 in a hundred has none). So
+    // that the check below does not fail by chance, more sets of runs follow until one did,
+    // up to three in all (every run is checked against the model all the same).
+    for (let set = 0; set < (expectStale ? 3 : 1) && (set === 0 || paths.stale === 0); set++) await fc.assert(property, { numRuns });
     console.log(`# writeBatch model (${label}): ${paths.fast} fast statements, ${paths.locked} locked transactions, ${paths.stale} fast statements refused (a stale cache or an answered key)`);
     assert.ok(paths.fast > 0 && paths.locked > 0, 'both paths ran');
     if (expectStale) assert.ok(paths.stale > 0, 'the fast path met a stale cache and fell back');
