@@ -477,119 +477,119 @@ describe('writeBatch against a sequential model (PGlite)', () => {
     // The lanes' caches live across runs, as a process's do across batches.
     const lanes = [new LaneCache(walletTypes, 1000), new LaneCache(walletTypes, 1000)];
     const property = fc.asyncProperty(fc.array(arb, { minLength: 1, maxLength: 40 }), fc.array(fc.integer({ min: 1, max: 12 }), { minLength: 1, maxLength: 8 }), async (ops, cuts) => {
-        run++;
-        // Fresh players per run, so runs do not interfere.
-        const players = [newId(), newId()];
-        const tag = `run${run}-${newId()}`;
-        const model = new Model(players.length);
-        const commands: { command: LedgerCommand; expect: string }[] = [];
-        const made: { command: LedgerCommand; op: Exclude<Op, { kind: 'replay' | 'conflict' }>; scopeKey: string; hash: string; betKey?: string }[] = [];
-        for (const [i, op] of ops.entries()) {
-          if (op.kind === 'replay' || op.kind === 'conflict') {
-            if (made.length === 0) continue;
-            const first = made[op.of % made.length]!;
-            if (op.kind === 'replay') {
-              commands.push({ command: first.command, expect: model.apply(first.op, first.scopeKey, first.hash, first.betKey) });
-            } else {
-              // Same key, different payload.
-              const c: LedgerCommand = { ...first.command, idempotency: { ...first.command.idempotency, requestHash: `${first.hash}-other` } };
-              commands.push({ command: c, expect: model.apply(first.op, first.scopeKey, `${first.hash}-other`, first.betKey) });
-            }
-            continue;
+      run++;
+      // Fresh players per run, so runs do not interfere.
+      const players = [newId(), newId()];
+      const tag = `run${run}-${newId()}`;
+      const model = new Model(players.length);
+      const commands: { command: LedgerCommand; expect: string }[] = [];
+      const made: { command: LedgerCommand; op: Exclude<Op, { kind: 'replay' | 'conflict' }>; scopeKey: string; hash: string; betKey?: string }[] = [];
+      for (const [i, op] of ops.entries()) {
+        if (op.kind === 'replay' || op.kind === 'conflict') {
+          if (made.length === 0) continue;
+          const first = made[op.of % made.length]!;
+          if (op.kind === 'replay') {
+            commands.push({ command: first.command, expect: model.apply(first.op, first.scopeKey, first.hash, first.betKey) });
+          } else {
+            // Same key, different payload.
+            const c: LedgerCommand = { ...first.command, idempotency: { ...first.command.idempotency, requestHash: `${first.hash}-other` } };
+            commands.push({ command: c, expect: model.apply(first.op, first.scopeKey, `${first.hash}-other`, first.betKey) });
           }
-          const playerId = players[op.player]!;
-          // Provider references are per player here, so one player's rollback never closes another's bet.
-          const betRef = (ref: number) => `${tag}-p${op.player}-b${ref}`;
-          const request = { ...op, i, amount: 'amount' in op ? op.amount.toString() : null };
-          let command: LedgerCommand;
-          let betKey: string | undefined;
-          switch (op.kind) {
-            case 'deposit':
-              command = deposit({ playerId, currency: EUR, amount: op.amount, provider: 'sandbox', paymentId: newId(), idempotency: idempotency('payment', `${tag}-${i}`, request) });
-              break;
-            case 'bet':
-              command = bet({ playerId, currency: EUR, amount: op.amount, provider: PROVIDER, externalRef: betRef(op.ref), roundId: null, idempotency: idempotency(PROVIDER, betRef(op.ref), request), spendOrder: ['real', 'bonus'] });
-              break;
-            case 'win':
-              command = win({ playerId, currency: EUR, amount: op.amount, provider: PROVIDER, externalRef: `${tag}-w${i}`, betRef: betRef(op.betRef), roundId: null, idempotency: idempotency(PROVIDER, `${tag}-w${i}`, request), spendOrder: ['real', 'bonus'] });
-              break;
-            case 'rollback':
-              betKey = `${PROVIDER}\u0000${betRef(op.betRef)}`;
-              command = rollback({ playerId, currency: EUR, provider: PROVIDER, externalRef: `${tag}-r${i}`, betRef: betRef(op.betRef), roundId: null, idempotency: idempotency(PROVIDER, `${tag}-r${i}`, request) });
-              break;
-            case 'fee':
-              command = fee({ playerId, currency: EUR, amount: op.amount, reason: 'x', idempotency: idempotency('fee', `${tag}-${i}`, request) });
-              break;
-            case 'transfer':
-              command = transfer({ playerId, currency: EUR, amount: op.amount, from: op.toBonus ? 'real' : 'bonus', to: op.toBonus ? 'bonus' : 'real', reason: 'x', idempotency: idempotency('transfer', `${tag}-${i}`, request) });
-              break;
-            case 'adjust':
-              command = adjustment({ playerId, currency: EUR, amount: op.amount, wallet: 'bonus', reason: 'x', adjustmentId: newId(), staff: ['staff:t'], idempotency: idempotency('adjustment', `${tag}-${i}`, request) });
-              break;
-          }
-          const scopeKey = `${command.idempotency.scope}\u0000${command.idempotency.key}`;
-          made.push({ command, op, scopeKey, hash: command.idempotency.requestHash, betKey });
-          commands.push({ command, expect: model.apply(op, scopeKey, command.idempotency.requestHash, betKey) });
+          continue;
         }
-        // Cut the sequence into batches, as two processes with a lane each would write them:
-        // each batch tries the fast path from its lane's cache (stale whenever the other
-        // lane moved the same money), then the locked path, on its lane's house shard.
-        const results: CommandResult[] = [];
-        let at = 0;
-        let cut = 0;
-        while (at < commands.length) {
-          const size = cuts[cut++ % cuts.length]!;
-          const batch = commands.slice(at, at + size).map((c) => c.command);
-          at += size;
-          // Mostly the first lane (its cache warms up); now and then the other moves the same money.
-          const lane = (size + cut) % 5 === 0 ? 1 : 0;
-          const cache = lanes[lane]!;
-          const house = houseHolder(lane);
-          const out = await writeThroughLane(batch, cache, house, {
-            fast: async (part) => {
-              try {
-                const written = await writeBatchFast(runtime.database.db, part, walletTypes, house, cache);
-                if (!written) return undefined;
-                paths.fast++;
-                cache.learn(written.learned);
-                return written.results;
-              } catch (error) {
-                assert.ok(error instanceof StaleLaneCache || ['40001', '23505'].includes((error as { code?: string }).code ?? ''), String(error));
-                paths.stale++;
-                cache.forget(part);
-                return undefined;
-              }
-            },
-            locked: async (part) => {
-              paths.locked++;
-              const written = await runtime.database.db.transaction().execute((trx) => writeBatch(trx, part, walletTypes, house));
+        const playerId = players[op.player]!;
+        // Provider references are per player here, so one player's rollback never closes another's bet.
+        const betRef = (ref: number) => `${tag}-p${op.player}-b${ref}`;
+        const request = { ...op, i, amount: 'amount' in op ? op.amount.toString() : null };
+        let command: LedgerCommand;
+        let betKey: string | undefined;
+        switch (op.kind) {
+          case 'deposit':
+            command = deposit({ playerId, currency: EUR, amount: op.amount, provider: 'sandbox', paymentId: newId(), idempotency: idempotency('payment', `${tag}-${i}`, request) });
+            break;
+          case 'bet':
+            command = bet({ playerId, currency: EUR, amount: op.amount, provider: PROVIDER, externalRef: betRef(op.ref), roundId: null, idempotency: idempotency(PROVIDER, betRef(op.ref), request), spendOrder: ['real', 'bonus'] });
+            break;
+          case 'win':
+            command = win({ playerId, currency: EUR, amount: op.amount, provider: PROVIDER, externalRef: `${tag}-w${i}`, betRef: betRef(op.betRef), roundId: null, idempotency: idempotency(PROVIDER, `${tag}-w${i}`, request), spendOrder: ['real', 'bonus'] });
+            break;
+          case 'rollback':
+            betKey = `${PROVIDER}\u0000${betRef(op.betRef)}`;
+            command = rollback({ playerId, currency: EUR, provider: PROVIDER, externalRef: `${tag}-r${i}`, betRef: betRef(op.betRef), roundId: null, idempotency: idempotency(PROVIDER, `${tag}-r${i}`, request) });
+            break;
+          case 'fee':
+            command = fee({ playerId, currency: EUR, amount: op.amount, reason: 'x', idempotency: idempotency('fee', `${tag}-${i}`, request) });
+            break;
+          case 'transfer':
+            command = transfer({ playerId, currency: EUR, amount: op.amount, from: op.toBonus ? 'real' : 'bonus', to: op.toBonus ? 'bonus' : 'real', reason: 'x', idempotency: idempotency('transfer', `${tag}-${i}`, request) });
+            break;
+          case 'adjust':
+            command = adjustment({ playerId, currency: EUR, amount: op.amount, wallet: 'bonus', reason: 'x', adjustmentId: newId(), staff: ['staff:t'], idempotency: idempotency('adjustment', `${tag}-${i}`, request) });
+            break;
+        }
+        const scopeKey = `${command.idempotency.scope}\u0000${command.idempotency.key}`;
+        made.push({ command, op, scopeKey, hash: command.idempotency.requestHash, betKey });
+        commands.push({ command, expect: model.apply(op, scopeKey, command.idempotency.requestHash, betKey) });
+      }
+      // Cut the sequence into batches, as two processes with a lane each would write them:
+      // each batch tries the fast path from its lane's cache (stale whenever the other
+      // lane moved the same money), then the locked path, on its lane's house shard.
+      const results: CommandResult[] = [];
+      let at = 0;
+      let cut = 0;
+      while (at < commands.length) {
+        const size = cuts[cut++ % cuts.length]!;
+        const batch = commands.slice(at, at + size).map((c) => c.command);
+        at += size;
+        // Mostly the first lane (its cache warms up); now and then the other moves the same money.
+        const lane = (size + cut) % 5 === 0 ? 1 : 0;
+        const cache = lanes[lane]!;
+        const house = houseHolder(lane);
+        const out = await writeThroughLane(batch, cache, house, {
+          fast: async (part) => {
+            try {
+              const written = await writeBatchFast(runtime.database.db, part, walletTypes, house, cache);
+              if (!written) return undefined;
+              paths.fast++;
               cache.learn(written.learned);
               return written.results;
-            },
-          });
-          results.push(...out);
+            } catch (error) {
+              assert.ok(error instanceof StaleLaneCache || ['40001', '23505'].includes((error as { code?: string }).code ?? ''), String(error));
+              paths.stale++;
+              cache.forget(part);
+              return undefined;
+            }
+          },
+          locked: async (part) => {
+            paths.locked++;
+            const written = await runtime.database.db.transaction().execute((trx) => writeBatch(trx, part, walletTypes, house));
+            cache.learn(written.learned);
+            return written.results;
+          },
+        });
+        results.push(...out);
+      }
+      const firstOutcome = new Map<string, unknown>();
+      for (const [i, { command, expect }] of commands.entries()) {
+        const r = results[i]!;
+        const got = r.outcome.ok ? 'ok' : r.outcome.code;
+        assert.equal(got, expect, `command ${i} (${command.idempotency.key}): got ${got}, the model says ${expect}; ops ${show(ops)}`);
+        const id = `${command.idempotency.scope}\u0000${command.idempotency.key}\u0000${command.idempotency.requestHash}`;
+        if (got !== 'IDEMPOTENCY_KEY_REUSED') {
+          if (firstOutcome.has(id)) {
+            assert.equal(r.replayed, true);
+            assert.deepEqual(r.outcome, firstOutcome.get(id), 'a replay gets exactly the first outcome');
+          } else firstOutcome.set(id, r.outcome);
         }
-        const firstOutcome = new Map<string, unknown>();
-        for (const [i, { command, expect }] of commands.entries()) {
-          const r = results[i]!;
-          const got = r.outcome.ok ? 'ok' : r.outcome.code;
-          assert.equal(got, expect, `command ${i} (${command.idempotency.key}): got ${got}, the model says ${expect}; ops ${show(ops)}`);
-          const id = `${command.idempotency.scope}\u0000${command.idempotency.key}\u0000${command.idempotency.requestHash}`;
-          if (got !== 'IDEMPOTENCY_KEY_REUSED') {
-            if (firstOutcome.has(id)) {
-              assert.equal(r.replayed, true);
-              assert.deepEqual(r.outcome, firstOutcome.get(id), 'a replay gets exactly the first outcome');
-            } else firstOutcome.set(id, r.outcome);
-          }
-        }
-        const { rows } = await sql<{ holder: string; name: string; balance: bigint }>`
-          select holder, name, balance from wallet.accounts where holder = any(${players}::uuid[])`.execute(runtime.database.db);
-        for (const [n, playerId] of players.entries()) {
-          const balance = (name: string) => rows.find((r) => r.holder === playerId && r.name === name)?.balance ?? 0n;
-          assert.equal(balance('real'), model.players[n]!.real, `player ${n} real`);
-          assert.equal(balance('bonus'), model.players[n]!.bonus, `player ${n} bonus`);
-        }
-      });
+      }
+      const { rows } = await sql<{ holder: string; name: string; balance: bigint }>`
+        select holder, name, balance from wallet.accounts where holder = any(${players}::uuid[])`.execute(runtime.database.db);
+      for (const [n, playerId] of players.entries()) {
+        const balance = (name: string) => rows.find((r) => r.holder === playerId && r.name === name)?.balance ?? 0n;
+        assert.equal(balance('real'), model.players[n]!.real, `player ${n} real`);
+        assert.equal(balance('bonus'), model.players[n]!.bonus, `player ${n} bonus`);
+      }
+    });
     // A stale cache needs the other lane to move a player's money between two fast batches
     // of this one: a few times in 200 runs (about one set of 200 in a hundred has none). So
     // that the check below does not fail by chance, more sets of runs follow until one did,
