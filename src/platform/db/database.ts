@@ -151,7 +151,7 @@ class PreparingClient extends pg.Client {
  */
 type IdleError = (error: Error) => void;
 
-function pgPool(url: string, max: number, idleSeconds: number, onIdleError: IdleError): pg.Pool {
+function pgPool(url: string, config: Pick<Config, 'databasePoolSize' | 'databasePoolIdleSeconds'>, onIdleError: IdleError): pg.Pool {
   const types = {
     getTypeParser: (oid: number, format?: 'text' | 'binary'): ((value: string) => unknown) => {
       if (oid === INT8) return parseInt8;
@@ -164,7 +164,7 @@ function pgPool(url: string, max: number, idleSeconds: number, onIdleError: Idle
   // connections, so those a burst opened sit idle together and would close together:
   // measured on a 2-core VM, 17 PostgreSQL backends exiting within 200 ms stalled every
   // commit (the ledger's too) for 150-300 ms.
-  const pool = new pg.Pool({ connectionString: url, max, idleTimeoutMillis: idleSeconds * 1000, types: types, Client: PreparingClient });
+  const pool = new pg.Pool({ connectionString: url, max: config.databasePoolSize, idleTimeoutMillis: config.databasePoolIdleSeconds * 1000, types: types, Client: PreparingClient });
   pool.on('error', onIdleError);
   // A connection that breaks while checked out (in a transaction, between statements)
   // emits 'error' on itself, where the pool no longer listens: that too would crash the
@@ -179,9 +179,9 @@ export async function openDatabase(
   onIdleError: IdleError = () => {},
 ): Promise<Database> {
   if (config.databaseUrl) {
-    const primary = new Kysely<PlatformTables>({ dialect: new PostgresDialect({ pool: pgPool(config.databaseUrl, config.databasePoolSize, config.databasePoolIdleSeconds, onIdleError) }) });
+    const primary = new Kysely<PlatformTables>({ dialect: new PostgresDialect({ pool: pgPool(config.databaseUrl, config, onIdleError) }) });
     const replica = config.databaseReadUrl
-      ? new Kysely<PlatformTables>({ dialect: new PostgresDialect({ pool: pgPool(config.databaseReadUrl, config.databasePoolSize, config.databasePoolIdleSeconds, onIdleError) }) })
+      ? new Kysely<PlatformTables>({ dialect: new PostgresDialect({ pool: pgPool(config.databaseReadUrl, config, onIdleError) }) })
       : undefined;
     return {
       kind: 'postgres',

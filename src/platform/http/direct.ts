@@ -81,6 +81,15 @@ export class DirectRoutes {
     this.#closing = true;
   }
 
+  /**
+   * Wires these routes into the Fastify instance whose `serverFactory` is this one's:
+   * `app.directRoute(route)` adds one, and they start answering 503 when it closes.
+   */
+  install(app: { decorate(name: 'directRoute', add: (route: DirectRoute) => void): unknown; addHook(name: 'preClose', hook: () => Promise<void>): unknown }): void {
+    app.decorate('directRoute', (route: DirectRoute) => this.add(route));
+    app.addHook('preClose', async () => this.close());
+  }
+
   readonly serverFactory = (fastify: RequestListener, options: ServerOptions): Server => {
     const server = createServer((req, res) => {
       const route = this.#routes.get(`${req.method} ${req.url}`);

@@ -14,7 +14,7 @@ import type { TokenService } from '../auth/tokens.ts';
 import { AuthPolicy } from '../auth/step-up.ts';
 import { authenticate } from './auth.ts';
 import { Problem, problems } from './schemas.ts';
-import { DirectRoutes, type DirectRoute } from './direct.ts';
+import { DirectRoutes } from './direct.ts';
 import { accessLine, observeRequest } from './observe.ts';
 import { problemBody, PROBLEM_CONTENT_TYPE, sendProblem, toDomainError } from './problem.ts';
 import type { HttpApp } from './types.ts';
@@ -104,8 +104,7 @@ export async function createHttpServer(options: HttpOptions): Promise<HttpApp> {
   app.decorateRequest('principal', null as never);
   const authPolicy = options.authPolicy ?? new AuthPolicy({ stepUpMaxAgeSeconds: 300 });
   app.decorate('authPolicy', authPolicy);
-  app.decorate('directRoute', (route: DirectRoute) => direct.add(route));
-  app.addHook('preClose', async () => direct.close());
+  direct.install(app);
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);

@@ -9,7 +9,7 @@ import { registration, startTestApp, type TestApp } from '../../../../../test/su
 import { systemContext } from '../../../../platform/auth/principal.ts';
 import type { Kernel } from '../../../../platform/module.ts';
 import { createMetrics } from '../../../../platform/telemetry/metrics.ts';
-import { DirectRoutes, type DirectRoute } from '../../../../platform/http/direct.ts';
+import { DirectRoutes } from '../../../../platform/http/direct.ts';
 import { parseAmount } from '../../../../platform/money.ts';
 import type { WalletService } from '../../service.ts';
 import { deposit, idempotency, transfer } from '../../operations.ts';
@@ -79,7 +79,7 @@ describe('Hub88 request parsing', () => {
 async function edgeApp(kernel: Kernel, wallet: WalletService) {
   const direct = new DirectRoutes({ logger: kernel.logger, metrics: kernel.metrics, bodyLimit: 1_048_576, requestId: () => randomUUID(), closingBody: () => ({ status: 503, contentType: 'text/plain', body: '' }) });
   const app = Fastify({ serverFactory: direct.serverFactory, bodyLimit: 1_048_576 });
-  app.decorate('directRoute', (route: DirectRoute) => direct.add(route));
+  direct.install(app);
   await app.register(async (scope) => hub88Provider(kernel, wallet).routes(scope as never));
   await app.listen({ port: 0, host: '127.0.0.1' });
   const address = app.server.address();
