@@ -12,7 +12,7 @@ import type { Consumer } from './bus.ts';
 import { InProcessBus } from './in-process-bus.ts';
 import { listDeadLetters, replayDeadLetters } from './dead-letters.ts';
 import { deliver, pruneInbox } from './inbox.ts';
-import { pruneOutbox } from './outbox.ts';
+import { pruneOutbox, writeToOutbox } from './outbox.ts';
 import { OutboxRelay } from './relay.ts';
 import type { EventEnvelope, NewEvent } from './types.ts';
 
@@ -46,6 +46,14 @@ interface Effect {
 async function effectsOf(db: Db, playerId: string): Promise<Effect[]> {
   const r = await sql<Effect>`select event_id, player_id, reason from public.test_effects where player_id = ${playerId} order by id`.execute(db);
   return r.rows;
+}
+
+/** Stops what a suite started, last first (any of them missing if its `before` failed early). */
+async function stopAll(relay: OutboxRelay | undefined, bus: InProcessBus | undefined, runtime: Runtime | undefined, testDb: TestDatabase | undefined): Promise<void> {
+  await relay?.stop();
+  await bus?.close();
+  await runtime?.close();
+  await testDb?.drop();
 }
 
 async function outboxOf(db: Db, playerId: string) {
@@ -92,12 +100,7 @@ for (const { kind, skip } of await databaseKinds()) {
       relay.start();
     });
 
-    after(async () => {
-      await relay?.stop();
-      await bus?.close();
-      await runtime?.close();
-      await testDb?.drop();
-    });
+    after(() => stopAll(relay, bus, runtime, testDb));
 
     it('writes events to the outbox only when the transaction commits', async () => {
       const committed = randomUUID();
@@ -368,6 +371,76 @@ for (const { kind, skip } of await databaseKinds()) {
       await prune;
       const left = await db.selectFrom('platform.outbox').select(['id', 'published_at']).execute();
       assert.deepEqual(left, [{ id: ids[0], published_at: null }]);
+    });
+  });
+}
+
+for (const { kind, skip } of await databaseKinds()) {
+  describe(`outbox relay floor (${kind})`, { skip: skip || (kind !== 'postgres' ? 'needs two connections' : false) }, () => {
+    let testDb: TestDatabase;
+    let runtime: Runtime;
+    let relay: OutboxRelay;
+    let bus: InProcessBus;
+    const handled = new Set<string>();
+    const recorder: Consumer = {
+      name: 'test.floor',
+      events: ['player.status_changed'],
+      async handle(event: EventEnvelope) {
+        handled.add(event.id);
+      },
+    };
+
+    before(async () => {
+      testDb = await createTestDatabase(kind);
+      runtime = await createRuntime(testConfig(testDb));
+      bus = new InProcessBus(runtime.database.db, runtime.logger, MAX_ATTEMPTS);
+      await bus.subscribe([recorder]);
+      // No full read from the start during the test: only the floor's proof can bring a late event.
+      relay = new OutboxRelay(runtime.database, bus, { pollMs: 20, minIntervalMs: 0, fullReadMs: 3_600_000, logger: runtime.logger });
+      relay.start();
+    });
+    after(() => stopAll(relay, bus, runtime, testDb));
+
+    const emit = async (reason: string): Promise<string> => {
+      const playerId = randomUUID();
+      await runtime.kernel.transaction(ctx, (uow) => uow.emit(statusChanged(playerId, reason)));
+      return (await outboxOf(runtime.database.db, playerId))[0]!.id;
+    };
+    const published = (id: string) => waitFor(`event ${id} to be handled`, async () => (handled.has(id) ? true : undefined));
+
+    it('never passes an event whose transaction is still open, publishes it once it commits, and then reads past it', async () => {
+      const db = runtime.database.db;
+      await published(await emit('before'));
+      let release = (): void => {};
+      const held = new Promise<void>((resolve) => (release = resolve));
+      let lateSeq = 0n;
+      let lateId = '';
+      // A transaction takes its seq, then stays open while later ones commit and are published.
+      const late = db.transaction().execute(async (trx) => {
+        const lateEvent = statusChanged(randomUUID(), 'late');
+        const [envelope] = await writeToOutbox(trx, [lateEvent]);
+        lateId = envelope!.id;
+        lateSeq = (await trx.selectFrom('platform.outbox').select('seq').where('id', '=', lateId).executeTakeFirstOrThrow()).seq;
+        await held;
+      });
+      try {
+        await waitFor('the late transaction to take its seq', async () => (lateSeq > 0n ? true : undefined));
+        const after = [];
+        for (let i = 0; i < 5; i++) after.push(await emit(`after-${i}`));
+        for (const id of after) await published(id);
+        await sleep(300); // many relay passes, each free to move the floor
+        assert.ok(relay.floor <= lateSeq, `the floor (${relay.floor}) passed the open transaction's seq ${lateSeq}`);
+        assert.equal(handled.has(lateId), false);
+      } finally {
+        release();
+        await late;
+      }
+      await published(lateId);
+      // With the late one ended, the floor moves past everything published.
+      const last = await emit('last');
+      await published(last);
+      const lastSeq = (await db.selectFrom('platform.outbox').select('seq').where('id', '=', last).executeTakeFirstOrThrow()).seq;
+      await waitFor('the floor to pass the last event', async () => (relay.floor > lastSeq ? true : undefined));
     });
   });
 }

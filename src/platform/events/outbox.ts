@@ -17,19 +17,7 @@ export async function writeToOutbox(trx: Trx, events: readonly NewEvent[]): Prom
       payload: e.payload,
     }),
   );
-  await trx
-    .insertInto('platform.outbox')
-    .values(
-      envelopes.map((e) => ({
-        id: e.id,
-        type: e.type,
-        version: e.version,
-        occurred_at: now,
-        player_id: e.playerId,
-        payload: JSON.stringify(e.payload),
-      })),
-    )
-    .execute();
+  await insertEnvelopes(envelopes, now).execute(trx);
   return envelopes;
 }
 
@@ -38,11 +26,25 @@ export async function writeToOutbox(trx: Trx, events: readonly NewEvent[]): Prom
  * statement (a data-modifying CTE): the events commit exactly when that statement does.
  */
 export function outboxInsert(events: readonly NewEvent[], at: Date): RawBuilder<unknown> {
+  return insertEnvelopes(
+    events.map((e) => ({ id: newId(), type: e.type, version: e.version ?? 1, playerId: e.playerId, payload: e.payload })),
+    at,
+  );
+}
+
+/**
+ * The one statement that writes events. Its one-time filter gives the transaction its id
+ * before the identity default hands out the first seq: a transaction never holds a seq
+ * without an id that a snapshot can show running, which is what lets the relay skip the
+ * published head of the outbox (OutboxRelay).
+ */
+function insertEnvelopes(envelopes: readonly Pick<EventEnvelope, 'id' | 'type' | 'version' | 'playerId' | 'payload'>[], at: Date): RawBuilder<unknown> {
   return sql`
     insert into platform.outbox (id, type, version, occurred_at, player_id, payload)
     select i, t, v, ${at.toISOString()}::timestamptz, p, d
-    from rows from (unnest(${pgArray(events.map(() => newId()))}::uuid[]), unnest(${pgArray(events.map((e) => e.type))}::text[]), unnest(${pgArray(events.map((e) => e.version ?? 1))}::int4[]),
-                    unnest(${pgArray(events.map((e) => e.playerId))}::uuid[]), jsonb_array_elements(${JSON.stringify(events.map((e) => e.payload))}::jsonb)) with ordinality as x(i, t, v, p, d, n)
+    from rows from (unnest(${pgArray(envelopes.map((e) => e.id))}::uuid[]), unnest(${pgArray(envelopes.map((e) => e.type))}::text[]), unnest(${pgArray(envelopes.map((e) => e.version))}::int4[]),
+                    unnest(${pgArray(envelopes.map((e) => e.playerId))}::uuid[]), jsonb_array_elements(${JSON.stringify(envelopes.map((e) => e.payload))}::jsonb)) with ordinality as x(i, t, v, p, d, n)
+    where pg_current_xact_id() is not null
     order by n`;
 }
 
@@ -51,24 +53,63 @@ export interface OutboxRow {
   envelope: EventEnvelope;
 }
 
+/** What one read's snapshot showed of the outbox's writers (see OutboxRelay). */
+export interface OutboxBounds {
+  /** The last seq handed out, read after the snapshot was taken (0 before the first). */
+  readonly head: bigint;
+  /** Every transaction with a lower id had ended when the snapshot was taken. */
+  readonly xmin: bigint;
+  /** No transaction with this id or a higher one had started when the snapshot was taken. */
+  readonly xmax: bigint;
+}
+
 /**
- * The oldest unpublished events, in commit order. Prepared: the relay runs it after
- * every commit that wrote events, and planning it each time cost more than running it.
+ * The oldest unpublished events from seq `from` on, in seq order, and the bounds of the
+ * snapshot they were read in. Prepared: the relay runs it after every commit that wrote
+ * events, and planning it each time cost more than running it.
  */
-export async function readUnpublished(db: Db | Trx, limit: number): Promise<OutboxRow[]> {
-  const { rows } = await sql<{ seq: bigint; id: string; type: string; version: number; occurred_at: Date; player_id: string | null; payload: unknown }>`${sql.raw(PREPARED)}
-    select seq, id, type, version, occurred_at, player_id, payload from platform.outbox where published_at is null order by seq limit ${limit}`.execute(db);
-  return rows.map((r) => ({
-    seq: r.seq,
-    envelope: {
-      id: r.id,
-      type: r.type as EventType,
-      version: r.version,
-      occurredAt: r.occurred_at.toISOString(),
-      playerId: r.player_id,
-      payload: r.payload as EventEnvelope['payload'],
-    },
-  }));
+export async function readUnpublished(db: Db | Trx, limit: number, from = 0n): Promise<{ rows: OutboxRow[]; bounds: OutboxBounds }> {
+  const { rows } = await sql<{
+    head: string | null;
+    xmin: string;
+    xmax: string;
+    seq: bigint | null;
+    id: string;
+    type: string;
+    version: number;
+    occurred_at: Date;
+    player_id: string | null;
+    payload: unknown;
+  }>`${sql.raw(PREPARED)}
+    select b.head, b.xmin, b.xmax, o.seq, o.id, o.type, o.version, o.occurred_at, o.player_id, o.payload
+    from (select pg_sequence_last_value(pg_get_serial_sequence('platform.outbox', 'seq')::regclass)::text as head,
+                 pg_snapshot_xmin(pg_current_snapshot())::text as xmin, pg_snapshot_xmax(pg_current_snapshot())::text as xmax) as b
+    left join lateral (
+      select seq, id, type, version, occurred_at, player_id, payload from platform.outbox
+      where published_at is null and seq >= ${from.toString()}::int8 order by seq limit ${limit}
+    ) as o on true
+    order by o.seq`.execute(db);
+  const first = rows[0]!;
+  return {
+    bounds: { head: BigInt(first.head ?? 0), xmin: BigInt(first.xmin), xmax: BigInt(first.xmax) },
+    rows: rows.flatMap((r) =>
+      r.seq === null
+        ? []
+        : [
+            {
+              seq: r.seq,
+              envelope: {
+                id: r.id,
+                type: r.type as EventType,
+                version: r.version,
+                occurredAt: r.occurred_at.toISOString(),
+                playerId: r.player_id,
+                payload: r.payload as EventEnvelope['payload'],
+              },
+            },
+          ],
+    ),
+  };
 }
 
 /**

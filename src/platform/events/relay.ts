@@ -16,6 +16,12 @@ export interface RelayOptions {
    * (two statements) per commit. An event waits at most this much longer.
    */
   minIntervalMs?: number;
+  /**
+   * How often a pass reads from the start of the outbox instead of from its published head
+   * (ms): an event an operator marked unpublished by hand below that point is published
+   * again within this time.
+   */
+  fullReadMs?: number;
   logger: Logger;
 }
 
@@ -24,6 +30,18 @@ export interface RelayOptions {
  * the bus confirmed them; a failure (broker down, crash) leaves them in the outbox to
  * be sent again, so delivery is at least once and the consumers' inbox makes it once
  * in effect.
+ *
+ * Reads start at a floor below which every event is published, not at the start of the
+ * unpublished index: each mark leaves the index entry of the row's old version behind
+ * until VACUUM, and at wallet rates a read from the start stepped over a growing head of
+ * them (hundreds of thousands between two vacuums of a large outbox). The floor may not
+ * pass an event that is still to commit, and a later transaction's events can commit
+ * first, so it moves only on proof: the previous read saw `head` as the last seq handed
+ * out; a writer holds a seq only with a transaction id (insertEnvelopes sees to it), so
+ * every writer that held a seq up to `head` had an id below the xmax of this read's
+ * snapshot, taken afterwards; once a later snapshot's xmin passes that xmax, all of them
+ * have ended, and their events, if they committed, are visible to that read. A pass that
+ * then publishes everything it saw up to `head` moves the floor past it.
  */
 export class OutboxRelay {
   readonly #database: Database;
@@ -36,13 +54,20 @@ export class OutboxRelay {
   #stopped = true;
   #failures = 0;
   #lastPass = Number.NEGATIVE_INFINITY;
+  /** Every event below this seq is published, or its transaction never committed. */
+  #floor = 0n;
+  /** The last seq handed out as the previous read saw it. */
+  #head: bigint | undefined;
+  /** Once every transaction below `xmax` has ended, every event up to `upTo` that will ever be visible is. */
+  #proof: { upTo: bigint; xmax: bigint } | undefined;
+  #lastFullRead = performance.now();
   published = 0;
 
   constructor(database: Database, bus: EventBus, options: RelayOptions) {
     this.#database = database;
     this.#lock = database.leaderLock(RELAY_LOCK);
     this.#bus = bus;
-    this.#opts = { batchSize: 200, minIntervalMs: 20, ...options };
+    this.#opts = { batchSize: 200, minIntervalMs: 20, fullReadMs: 10_000, ...options };
   }
 
   start(): void {
@@ -106,12 +131,33 @@ export class OutboxRelay {
   async drainOnce(): Promise<number> {
     if (!(await this.#lock.held())) return 0;
     const db = this.#database.db;
-    const rows = await readUnpublished(db, this.#opts.batchSize);
-    if (rows.length === 0) return 0;
-    await this.#bus.publish(rows.map((r) => r.envelope));
-    await markPublished(db, rows.map((r) => r.seq));
-    this.published += rows.length;
+    const full = performance.now() - this.#lastFullRead >= this.#opts.fullReadMs;
+    if (full) this.#lastFullRead = performance.now();
+    const { rows, bounds } = await readUnpublished(db, this.#opts.batchSize, full ? 0n : this.#floor);
+    let settled: bigint | undefined;
+    if (this.#proof && bounds.xmin >= this.#proof.xmax) {
+      settled = this.#proof.upTo;
+      this.#proof = undefined;
+    }
+    if (!this.#proof && this.#head !== undefined) this.#proof = { upTo: this.#head, xmax: bounds.xmax };
+    this.#head = bounds.head;
+    if (rows.length > 0) {
+      await this.#bus.publish(rows.map((r) => r.envelope));
+      await markPublished(db, rows.map((r) => r.seq));
+      this.published += rows.length;
+    }
+    if (settled !== undefined) {
+      // A full batch leaves more behind its last row; a short one left nothing unpublished that it could see.
+      const last = rows.at(-1)?.seq;
+      const next = rows.length === this.#opts.batchSize && last !== undefined && last < settled ? last + 1n : settled + 1n;
+      if (next > this.#floor) this.#floor = next;
+    }
     return rows.length;
+  }
+
+  /** Where reads start: every event below this seq is published (for tests and diagnosis). */
+  get floor(): bigint {
+    return this.#floor;
   }
 
   /** Stops polling and waits for the batch in flight to finish. */
