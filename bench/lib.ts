@@ -223,7 +223,7 @@ export const fmt = (r: LoadResult): string =>
   `${r.perSecond.toFixed(1)}/s over ${r.requests} requests (${r.errors} errors), p50 ${r.p50.toFixed(2)} ms, p95 ${r.p95.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`;
 
 /** CPU seconds used so far by the given processes and by every PostgreSQL process (Linux /proc), and the machine's idle seconds. */
-export function cpuSnapshot(serverPids: readonly number[]): { servers: number; postgres: number; self: number; idle: number; steal: number } | undefined {
+export function cpuSnapshot(serverPids: readonly number[]): { servers: number; mainThreads: number; postgres: number; self: number; idle: number; steal: number } | undefined {
   try {
     const tick = 100; // USER_HZ on Linux
     // utime + stime, and with `children` also the CPU of its ended children that it waited for.
@@ -248,7 +248,10 @@ export function cpuSnapshot(serverPids: readonly number[]): { servers: number; p
     // Time the hypervisor gave another guest while this one wanted to run.
     const steal = Number(cpu[8] ?? 0) / tick;
     const self = process.cpuUsage();
-    return { servers: serverPids.reduce((sum, pid) => sum + used(pid), 0), postgres, self: (self.user + self.system) / 1e6, idle, steal };
+    // A server's main thread (its task id is its pid) runs the event loop: near 100% of a
+    // core, it is the server's limit whatever the other core has left.
+    const mainThreads = serverPids.reduce((sum, pid) => sum + used(`${pid}/task/${pid}`), 0);
+    return { servers: serverPids.reduce((sum, pid) => sum + used(pid), 0), mainThreads, postgres, self: (self.user + self.system) / 1e6, idle, steal };
   } catch {
     return undefined;
   }
@@ -260,7 +263,7 @@ export function cpuShares(before: ReturnType<typeof cpuSnapshot>, after: ReturnT
   const pct = (a: number, b: number) => `${((100 * (b - a)) / seconds).toFixed(0)}%`;
   // The server's CPU per call tells a run on slower cycles (a busy neighbour on the host) from a change in the code.
   const perCall = calls ? `; server CPU per call ${((1e6 * (after.servers - before.servers)) / calls).toFixed(0)} µs` : '';
-  return `CPU, as % of one core: server ${pct(before.servers, after.servers)}, PostgreSQL ${pct(before.postgres, after.postgres)}, load generator ${pct(before.self, after.self)}, idle ${pct(before.idle, after.idle)}, stolen by the hypervisor ${pct(before.steal, after.steal)} (of ${availableParallelism() * 100}%)${perCall}`;
+  return `CPU, as % of one core: server ${pct(before.servers, after.servers)} (main thread ${pct(before.mainThreads, after.mainThreads)}), PostgreSQL ${pct(before.postgres, after.postgres)}, load generator ${pct(before.self, after.self)}, idle ${pct(before.idle, after.idle)}, stolen by the hypervisor ${pct(before.steal, after.steal)} (of ${availableParallelism() * 100}%)${perCall}`;
 }
 
 /** The p-th percentile of a list of latencies (sorts it). */
