@@ -4,8 +4,8 @@
 import { availableParallelism } from 'node:os';
 import process from 'node:process';
 
-// libuv's thread pool (Node's default: 4 threads) runs the RSA verification of every
-// Hub88 call. The work is all CPU: on a machine with fewer cores than that, the extra
+// libuv's thread pool (Node's default: 4 threads) runs password hashing (argon2id) and
+// file reads. Hashing is all CPU: on a machine with fewer cores than that, the extra
 // threads only preempt the event loop (docs/operations.md, "The thread pool"). One per
 // core, between 2 (password hashing may hold one) and 4. An operator's
 // UV_THREADPOOL_SIZE wins; it must be set before the pool's first use. libuv's own

@@ -17,8 +17,8 @@ const POOL = configured === undefined ? 4 : Math.max(1, Number.parseInt(configur
  * Each argon2id job holds one of libuv's pool threads (bin/pitboss.js sets
  * UV_THREADPOOL_SIZE to the cores, 2 to 4, unless the operator did; libuv's 4 where it
  * is unset, as in tests) and 19 MiB for tens of milliseconds. A burst of sign-ins (or a
- * credential stuffing attack) queues here rather than taking every pool thread, which the Hub88
- * signature checks of every bet and win, and file reads, share; running more jobs at
+ * credential stuffing attack) queues here rather than taking every pool thread, which file
+ * reads share; running more jobs at
  * once than there are cores would not finish them sooner anyway. With a pool of 2 or
  * fewer threads hashing still gets one: raise UV_THREADPOOL_SIZE there.
  */

@@ -67,7 +67,7 @@ export function hub88Routes(kernel: Kernel, service: Hub88Wallet, key: KeyObject
   /** One call, whichever way it came in (see DirectRoute): the only place a Hub88 call is answered. */
   async function answer<E extends Endpoint>(endpoint: E, raw: Buffer, signature: string | string[] | undefined): Promise<DirectReply> {
     // First of all, before parsing or touching the database.
-    if (!(await verifyHub88(key, raw, signature))) return reply(endpoint, { status: 'RS_ERROR_INVALID_SIGNATURE' });
+    if (!verifyHub88(key, raw, signature)) return reply(endpoint, { status: 'RS_ERROR_INVALID_SIGNATURE' });
     const parsed = parseRequest(endpoint, raw);
     if (!parsed.ok) return reply(endpoint, parsed.reply);
     const requestUuid = (parsed.value as { request_uuid: string }).request_uuid;
