@@ -18,9 +18,9 @@ const POOL = configured === undefined ? 4 : Math.max(1, Number.parseInt(configur
  * UV_THREADPOOL_SIZE to the cores, 2 to 4, unless the operator did; libuv's 4 where it
  * is unset, as in tests) and 19 MiB for tens of milliseconds. A burst of sign-ins (or a
  * credential stuffing attack) queues here rather than taking every pool thread, which file
- * reads share; running more jobs at
- * once than there are cores would not finish them sooner anyway. With a pool of 2 or
- * fewer threads hashing still gets one: raise UV_THREADPOOL_SIZE there.
+ * reads share; running more jobs at once than there are cores would not finish them
+ * sooner anyway. With a pool of 2 or fewer threads hashing still gets one: raise
+ * UV_THREADPOOL_SIZE there.
  */
 const hashing = limiter(Math.max(1, Math.min(availableParallelism(), POOL - 2)));
 

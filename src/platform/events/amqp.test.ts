@@ -105,6 +105,9 @@ describe('RabbitMQ event bus against the real broker', { skip }, () => {
     db.selectFrom('platform.outbox').select(['seq', 'id', 'published_at']).where('player_id', '=', playerId).orderBy('seq').execute();
   const emit = (...events: NewEvent[]) => runtime.kernel.transaction(ctx, (uow) => uow.emit(...events));
 
+  /** The relay as a process starts it: from the beginning of the outbox. */
+  const newRelay = () => new OutboxRelay(runtime.database, bus, { pollMs: runtime.config.outboxPollMs, logger });
+
   /**
    * Commits a fresh event and waits until the effects consumer has handled it. The relay
    * publishes in outbox order and the consumer handles its queue in order, so everything
@@ -145,7 +148,7 @@ describe('RabbitMQ event bus against the real broker', { skip }, () => {
       { noAck: true },
     );
 
-    relay = new OutboxRelay(runtime.database, bus, { pollMs: config.outboxPollMs, logger });
+    relay = newRelay();
     (runtime.kernel as ReturnType<typeof createKernel>).setOnEventsCommitted(() => relay.wake());
     relay.start();
   });
@@ -212,7 +215,7 @@ describe('RabbitMQ event bus against the real broker', { skip }, () => {
     // next process's relay starts from the beginning and sends it again.
     await relay.stop();
     await db.updateTable('platform.outbox').set({ published_at: null }).where('id', '=', row!.id).execute();
-    relay = new OutboxRelay(runtime.database, bus, { pollMs: runtime.config.outboxPollMs, logger });
+    relay = newRelay();
     relay.start();
     await settle();
     assert.notEqual((await outboxOf(playerId))[0]!.published_at, null);

@@ -71,6 +71,8 @@ for (const { kind, skip } of await databaseKinds()) {
     const calls = new Map<string, number>();
     /** While set, events whose reason starts with "until-fixed" fail (a bug an operator then fixes). */
     let broken = true;
+    /** This suite's relay as a process starts it: from the beginning of the outbox. */
+    const newRelay = () => new OutboxRelay(runtime.database, bus, { pollMs: runtime.config.outboxPollMs, logger: runtime.logger });
 
     // Writes one effect row per event in the inbox's transaction; reasons starting with
     // "poison" always throw, so a poisoned event can never be handled.
@@ -95,7 +97,7 @@ for (const { kind, skip } of await databaseKinds()) {
       await sql`create table public.test_effects (id bigint generated always as identity primary key, event_id uuid not null, player_id uuid not null, reason text not null)`.execute(db);
       bus = new InProcessBus(db, runtime.logger, runtime.config.consumerMaxAttempts);
       await bus.subscribe([recorder]);
-      relay = new OutboxRelay(runtime.database, bus, { pollMs: runtime.config.outboxPollMs, logger: runtime.logger });
+      relay = newRelay();
       (runtime.kernel as ReturnType<typeof createKernel>).setOnEventsCommitted(() => relay.wake());
       relay.start();
     });
@@ -191,7 +193,7 @@ for (const { kind, skip } of await databaseKinds()) {
       // event is unpublished, and the next process's relay starts from the beginning.
       await relay.stop();
       await db.updateTable('platform.outbox').set({ published_at: null }).where('id', '=', row!.id).execute();
-      relay = new OutboxRelay(runtime.database, bus, { pollMs: runtime.config.outboxPollMs, logger: runtime.logger });
+      relay = newRelay();
       relay.start();
       await waitFor('the relay to publish the event again', async () => ((await outboxOf(db, playerId))[0]?.published_at ? true : undefined));
       assert.ok(relay.published > 0, 'the relay did not publish the event a second time');

@@ -7,29 +7,27 @@ import type { EventEnvelope, EventType, NewEvent } from './types.ts';
 export async function writeToOutbox(trx: Trx, events: readonly NewEvent[]): Promise<EventEnvelope[]> {
   if (events.length === 0) return [];
   const now = new Date();
-  const envelopes = events.map(
-    (e): EventEnvelope => ({
-      id: newId(),
-      type: e.type,
-      version: e.version ?? 1,
-      occurredAt: now.toISOString(),
-      playerId: e.playerId,
-      payload: e.payload,
-    }),
-  );
+  const envelopes = events.map((e) => envelopeOf(e, now));
   await insertEnvelopes(envelopes, now).execute(trx);
   return envelopes;
 }
+
+/** An event as it is written and published: its own id and version, stamped `at`. */
+const envelopeOf = (e: NewEvent, at: Date): EventEnvelope => ({
+  id: newId(),
+  type: e.type,
+  version: e.version ?? 1,
+  occurredAt: at.toISOString(),
+  playerId: e.playerId,
+  payload: e.payload,
+});
 
 /**
  * The outbox insert as one SQL statement, for a caller that writes a whole batch in one
  * statement (a data-modifying CTE): the events commit exactly when that statement does.
  */
 export function outboxInsert(events: readonly NewEvent[], at: Date): RawBuilder<unknown> {
-  return insertEnvelopes(
-    events.map((e) => ({ id: newId(), type: e.type, version: e.version ?? 1, playerId: e.playerId, payload: e.payload })),
-    at,
-  );
+  return insertEnvelopes(events.map((e) => envelopeOf(e, at)), at);
 }
 
 /**
@@ -38,7 +36,7 @@ export function outboxInsert(events: readonly NewEvent[], at: Date): RawBuilder<
  * without an id that a snapshot can show running, which is what lets the relay skip the
  * published head of the outbox (OutboxRelay).
  */
-function insertEnvelopes(envelopes: readonly Pick<EventEnvelope, 'id' | 'type' | 'version' | 'playerId' | 'payload'>[], at: Date): RawBuilder<unknown> {
+function insertEnvelopes(envelopes: readonly EventEnvelope[], at: Date): RawBuilder<unknown> {
   return sql`
     insert into platform.outbox (id, type, version, occurred_at, player_id, payload)
     select i, t, v, ${at.toISOString()}::timestamptz, p, d
@@ -68,7 +66,7 @@ export interface OutboxBounds {
  * snapshot they were read in. Prepared: the relay runs it after every commit that wrote
  * events, and planning it each time cost more than running it.
  */
-export async function readUnpublished(db: Db | Trx, limit: number, from = 0n): Promise<{ rows: OutboxRow[]; bounds: OutboxBounds }> {
+export async function readUnpublished(db: Db | Trx, limit: number, from: bigint): Promise<{ rows: OutboxRow[]; bounds: OutboxBounds }> {
   const { rows } = await sql<{
     head: string | null;
     xmin: string;
@@ -83,33 +81,22 @@ export async function readUnpublished(db: Db | Trx, limit: number, from = 0n): P
   }>`${sql.raw(PREPARED)}
     select b.head, b.xmin, b.xmax, o.seq, o.id, o.type, o.version, o.occurred_at, o.player_id, o.payload
     from (select pg_sequence_last_value(pg_get_serial_sequence('platform.outbox', 'seq')::regclass)::text as head,
-                 pg_snapshot_xmin(pg_current_snapshot())::text as xmin, pg_snapshot_xmax(pg_current_snapshot())::text as xmax) as b
+                 pg_snapshot_xmin(s)::text as xmin, pg_snapshot_xmax(s)::text as xmax
+          from pg_current_snapshot() as s) as b
     left join lateral (
       select seq, id, type, version, occurred_at, player_id, payload from platform.outbox
       where published_at is null and seq >= ${from.toString()}::int8 order by seq limit ${limit}
     ) as o on true
     order by o.seq`.execute(db);
+  // Always one row for the bounds; with no unpublished event its event columns are null.
   const first = rows[0]!;
-  return {
-    bounds: { head: BigInt(first.head ?? 0), xmin: BigInt(first.xmin), xmax: BigInt(first.xmax) },
-    rows: rows.flatMap((r) =>
-      r.seq === null
-        ? []
-        : [
-            {
-              seq: r.seq,
-              envelope: {
-                id: r.id,
-                type: r.type as EventType,
-                version: r.version,
-                occurredAt: r.occurred_at.toISOString(),
-                playerId: r.player_id,
-                payload: r.payload as EventEnvelope['payload'],
-              },
-            },
-          ],
-    ),
-  };
+  const events: OutboxRow[] = [];
+  for (const r of rows) {
+    if (r.seq === null) continue;
+    const envelope = { id: r.id, type: r.type as EventType, version: r.version, occurredAt: r.occurred_at.toISOString(), playerId: r.player_id, payload: r.payload as EventEnvelope['payload'] };
+    events.push({ seq: r.seq, envelope });
+  }
+  return { rows: events, bounds: { head: BigInt(first.head ?? 0), xmin: BigInt(first.xmin), xmax: BigInt(first.xmax) } };
 }
 
 /**
