@@ -57,8 +57,12 @@ export interface OutboxBounds {
   readonly head: bigint;
   /** Every transaction with a lower id had ended when the snapshot was taken. */
   readonly xmin: bigint;
-  /** No transaction with this id or a higher one had started when the snapshot was taken. */
-  readonly xmax: bigint;
+  /**
+   * The next transaction id to be handed out, read after the snapshot was taken: every id
+   * handed out before is lower. Not the snapshot's xmax, which is one past the last id to
+   * end: a transaction still open can hold that id or a higher one.
+   */
+  readonly nextXid: bigint;
 }
 
 /**
@@ -70,7 +74,7 @@ export async function readUnpublished(db: Db | Trx, limit: number, from: bigint)
   const { rows } = await sql<{
     head: string | null;
     xmin: string;
-    xmax: string;
+    next_xid: string;
     seq: bigint | null;
     id: string;
     type: string;
@@ -79,9 +83,12 @@ export async function readUnpublished(db: Db | Trx, limit: number, from: bigint)
     player_id: string | null;
     payload: unknown;
   }>`${sql.raw(PREPARED)}
-    select b.head, b.xmin, b.xmax, o.seq, o.id, o.type, o.version, o.occurred_at, o.player_id, o.payload
+    select b.head, b.xmin, b.next_xid, o.seq, o.id, o.type, o.version, o.occurred_at, o.player_id, o.payload
     from (select pg_sequence_last_value(pg_get_serial_sequence('platform.outbox', 'seq')::regclass)::text as head,
-                 pg_snapshot_xmin(s)::text as xmin, pg_snapshot_xmax(s)::text as xmax
+                 pg_snapshot_xmin(s)::text as xmin,
+                 -- age() counts from the next id to be handed out (this statement has none of its
+                 -- own); from the snapshot's xmax, which is at most that, it gives the 64-bit id.
+                 (pg_snapshot_xmax(s)::text::int8 + age((pg_snapshot_xmax(s)::text::int8 % 4294967296)::text::xid))::text as next_xid
           from pg_current_snapshot() as s) as b
     left join lateral (
       select seq, id, type, version, occurred_at, player_id, payload from platform.outbox
@@ -96,7 +103,7 @@ export async function readUnpublished(db: Db | Trx, limit: number, from: bigint)
     const envelope = { id: r.id, type: r.type as EventType, version: r.version, occurredAt: r.occurred_at.toISOString(), playerId: r.player_id, payload: r.payload as EventEnvelope['payload'] };
     events.push({ seq: r.seq, envelope });
   }
-  return { rows: events, bounds: { head: BigInt(first.head ?? 0), xmin: BigInt(first.xmin), xmax: BigInt(first.xmax) } };
+  return { rows: events, bounds: { head: BigInt(first.head ?? 0), xmin: BigInt(first.xmin), nextXid: BigInt(first.next_xid) } };
 }
 
 /**

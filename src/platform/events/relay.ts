@@ -38,10 +38,12 @@ export interface RelayOptions {
  * pass an event that is still to commit, and a later transaction's events can commit
  * first, so it moves only on proof: the previous read saw `head` as the last seq handed
  * out; a writer holds a seq only with a transaction id (insertEnvelopes sees to it), so
- * every writer that held a seq up to `head` had an id below the xmax of this read's
- * snapshot, taken afterwards; once a later snapshot's xmin passes that xmax, all of them
- * have ended, and their events, if they committed, are visible to that read. A pass that
- * then publishes everything it saw up to `head` moves the floor past it.
+ * every writer that held a seq up to `head` had an id below the next id to be handed out
+ * as this read saw it, afterwards; once a later snapshot's xmin reaches that id, all of
+ * them have ended, and their events, if they committed, are visible to that read. A pass
+ * that then publishes everything it saw up to `head` moves the floor past it. (The
+ * snapshot's xmax will not do for that id: it is one past the last transaction to end,
+ * and a transaction still open can hold it or a higher one while no other ends.)
  */
 export class OutboxRelay {
   readonly #database: Database;
@@ -58,8 +60,8 @@ export class OutboxRelay {
   #floor = 0n;
   /** The last seq handed out as the previous read saw it. */
   #head: bigint | undefined;
-  /** Once every transaction below `xmax` has ended, every event up to `upTo` that will ever be visible is. */
-  #proof: { upTo: bigint; xmax: bigint } | undefined;
+  /** Once every transaction below `nextXid` has ended, every event up to `upTo` that will ever be visible is. */
+  #proof: { upTo: bigint; nextXid: bigint } | undefined;
   #lastFullRead = performance.now();
   published = 0;
 
@@ -135,11 +137,11 @@ export class OutboxRelay {
     if (full) this.#lastFullRead = performance.now();
     const { rows, bounds } = await readUnpublished(db, this.#opts.batchSize, full ? 0n : this.#floor);
     let settled: bigint | undefined;
-    if (this.#proof && bounds.xmin >= this.#proof.xmax) {
+    if (this.#proof && bounds.xmin >= this.#proof.nextXid) {
       settled = this.#proof.upTo;
       this.#proof = undefined;
     }
-    if (!this.#proof && this.#head !== undefined) this.#proof = { upTo: this.#head, xmax: bounds.xmax };
+    if (!this.#proof && this.#head !== undefined) this.#proof = { upTo: this.#head, nextXid: bounds.nextXid };
     this.#head = bounds.head;
     if (rows.length > 0) {
       await this.#bus.publish(rows.map((r) => r.envelope));
