@@ -48,10 +48,11 @@ describe('direct routes (served before Fastify)', () => {
     direct.add({
       method: 'POST',
       url: '/echo',
-      answer: async (body, headers) => {
+      answer: (body, headers) => {
         seen.push(body);
-        if (headers['x-fail'] === 'yes') throw new Error('boom');
-        return { status: 200, contentType: 'application/json', body: JSON.stringify({ bytes: body.length, sig: headers['x-sig'] ?? null }) };
+        if (headers['x-fail'] === 'sync') throw new Error('boom before the promise');
+        if (headers['x-fail'] === 'yes') return Promise.reject(new Error('boom'));
+        return Promise.resolve({ status: 200, contentType: 'application/json', body: JSON.stringify({ bytes: body.length, sig: headers['x-sig'] ?? null }) });
       },
       refuse: (reason) => ({ status: reason === 'too-large' ? 200 : 500, contentType: 'application/json', body: JSON.stringify({ refused: reason }) }),
     });
@@ -110,6 +111,17 @@ describe('direct routes (served before Fastify)', () => {
     const res = await post(port, '/echo', '{}', { 'x-fail': 'yes' });
     assert.deepEqual([res.status, JSON.parse(res.body)], [500, { refused: 'failed' }]);
     assert.ok(lines.some((l) => l.msg === 'direct route failed' && l.level === 50));
+  });
+
+  it('answers each of many requests that arrive together with its own answer, a route that throws before its promise among them', async () => {
+    const sent = Array.from({ length: 60 }, (_, i) => 'n'.repeat(i + 1));
+    const replies = await Promise.all(sent.map((body, i) => post(port, '/echo', body, i === 7 ? { 'x-fail': 'sync' } : { 'x-sig': `s${i}` })));
+    replies.forEach((res, i) => {
+      if (i === 7) assert.deepEqual([res.status, JSON.parse(res.body)], [500, { refused: 'failed' }]);
+      else assert.deepEqual([res.status, JSON.parse(res.body)], [200, { bytes: i + 1, sig: `s${i}` }]);
+    });
+    // And the queue still runs afterwards.
+    assert.equal((await post(port, '/echo', 'after', { 'x-sig': 'last' })).status, 200);
   });
 
   it('answers 503 and closes the connection once the server is closing', async () => {
