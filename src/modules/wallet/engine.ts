@@ -205,8 +205,8 @@ export class LedgerEngine {
     });
   }
 
-  #done(lane: Lane, size: number, out: BatchOutput, started: number, path: 'fast' | 'locked'): CommandResult[] {
-    lane.cache?.learn(out.learned);
+  #done(lane: Lane, size: number, out: BatchOutput, started: number, path: 'fast' | 'locked', learned = false): CommandResult[] {
+    if (!learned) lane.cache?.learn(out.learned);
     this.batches++;
     if (path === 'fast') {
       this.fastBatches++;
@@ -221,12 +221,25 @@ export class LedgerEngine {
   /** The fast path; undefined when it wrote nothing (the locked path takes the batch). */
   async #fast(commands: readonly LedgerCommand[], lane: Lane, cache: LaneCache): Promise<CommandResult[] | undefined> {
     const started = performance.now();
+    // The cache learns what the batch will leave while its statement runs, after the
+    // loop's I/O (by then the statement is on its way), rather than after its answer,
+    // where learning delayed the next batch. Nothing reads the lane's cache before that
+    // answer; if the statement fails, the cache forgets those players as it always did.
+    let early: NodeJS.Immediate | undefined;
+    let learned = false;
     try {
-      const out = await writeBatchFast(this.#database.db, commands, this.#opts.walletTypes, lane.house, cache);
-      return out ? this.#done(lane, commands.length, out, started, 'fast') : undefined;
+      const out = await writeBatchFast(this.#database.db, commands, this.#opts.walletTypes, lane.house, cache, (planned) => {
+        early = setImmediate(() => {
+          learned = true;
+          cache.learn(planned);
+        });
+      });
+      if (early && !learned) clearImmediate(early);
+      return out ? this.#done(lane, commands.length, out, started, 'fast', learned) : undefined;
     } catch (error) {
       // Nothing was written: the cache was stale (another process moved this money),
       // a key was answered before, or the statement failed. The locked path decides.
+      if (early) clearImmediate(early);
       cache.forget(commands);
       this.#opts.logger.debug({ err: error, size: commands.length }, 'ledger fast path declined; taking the locked path');
       return undefined;
@@ -519,6 +532,8 @@ export async function writeBatchFast(
   walletTypes: readonly string[],
   house: string,
   cache: LaneCache,
+  /** Called once the statement is started, with what the batch will leave if it commits. */
+  writing?: (learned: Learned) => void,
 ): Promise<BatchOutput | undefined> {
   const real = onShard(house);
   const results = commands.map((): CommandResult | undefined => undefined);
@@ -565,9 +580,12 @@ export async function writeBatchFast(
     });
     // Every account the batch read but does not post to is held to its cached sequence too.
     const guarded = [...accounts.values()].filter((a) => !plan.touched.has(accountId(a.key)));
-    const check = await batchStatement(plan, guarded, now()).execute(db);
+    const learned: Learned = { accounts: [...accounts.values()], transactions: plan.written, answers: answersOf(plan) };
+    const statement = batchStatement(plan, guarded, now()).execute(db);
+    writing?.(learned);
+    const check = await statement;
     if (!check.rows[0]?.ok) throw new StaleLaneCache();
-    return { results: plan.results, events: plan.events.length, learned: { accounts: [...accounts.values()], transactions: plan.written, answers: answersOf(plan) } };
+    return { results: plan.results, events: plan.events.length, learned };
   } catch (error) {
     if (error instanceof NeedsLockedPath) return undefined;
     throw error;

@@ -548,10 +548,11 @@ describe('writeBatch against a sequential model (PGlite)', () => {
         const out = await writeThroughLane(batch, cache, house, {
           fast: async (part) => {
             try {
-              const written = await writeBatchFast(runtime.database.db, part, walletTypes, house, cache);
+              // As the engine does, the cache learns the batch while its statement runs, before
+              // the commit, and forgets its players below if the statement fails.
+              const written = await writeBatchFast(runtime.database.db, part, walletTypes, house, cache, (planned) => cache.learn(planned));
               if (!written) return undefined;
               paths.fast++;
-              cache.learn(written.learned);
               return written.results;
             } catch (error) {
               assert.ok(error instanceof StaleLaneCache || ['40001', '23505'].includes((error as { code?: string }).code ?? ''), String(error));
