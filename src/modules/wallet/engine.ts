@@ -205,8 +205,8 @@ export class LedgerEngine {
     });
   }
 
-  #done(lane: Lane, size: number, out: BatchOutput, started: number, path: 'fast' | 'locked', learned = false): CommandResult[] {
-    if (!learned) lane.cache?.learn(out.learned);
+  /** Counts a committed batch (its path has had the lane's cache learn it) and wakes the relay. */
+  #done(size: number, out: BatchOutput, started: number, path: 'fast' | 'locked'): CommandResult[] {
     this.batches++;
     if (path === 'fast') {
       this.fastBatches++;
@@ -225,21 +225,25 @@ export class LedgerEngine {
     // loop's I/O (by then the statement is on its way), rather than after its answer,
     // where learning delayed the next batch. Nothing reads the lane's cache before that
     // answer; if the statement fails, the cache forgets those players as it always did.
-    let early: NodeJS.Immediate | undefined;
-    let learned = false;
+    /** Set while the learning is still to come. */
+    let learning: NodeJS.Immediate | undefined;
     try {
       const out = await writeBatchFast(this.#database.db, commands, this.#opts.walletTypes, lane.house, cache, (planned) => {
-        early = setImmediate(() => {
-          learned = true;
+        learning = setImmediate(() => {
+          learning = undefined;
           cache.learn(planned);
         });
       });
-      if (early && !learned) clearImmediate(early);
-      return out ? this.#done(lane, commands.length, out, started, 'fast', learned) : undefined;
+      if (!out) return undefined;
+      if (learning) {
+        clearImmediate(learning);
+        cache.learn(out.learned);
+      }
+      return this.#done(commands.length, out, started, 'fast');
     } catch (error) {
       // Nothing was written: the cache was stale (another process moved this money),
       // a key was answered before, or the statement failed. The locked path decides.
-      if (early) clearImmediate(early);
+      if (learning) clearImmediate(learning);
       cache.forget(commands);
       this.#opts.logger.debug({ err: error, size: commands.length }, 'ledger fast path declined; taking the locked path');
       return undefined;
@@ -251,7 +255,8 @@ export class LedgerEngine {
       const started = performance.now();
       try {
         const out = await this.#database.db.transaction().execute((trx) => writeBatch(trx, commands, this.#opts.walletTypes, lane.house));
-        return this.#done(lane, commands.length, out, started, 'locked');
+        lane.cache?.learn(out.learned);
+        return this.#done(commands.length, out, started, 'locked');
       } catch (error) {
         // A deadlock or serialization failure (with another process's batch), or a key
         // answered concurrently, is retried as it is.
@@ -579,8 +584,9 @@ export async function writeBatchFast(
       },
     });
     // Every account the batch read but does not post to is held to its cached sequence too.
-    const guarded = [...accounts.values()].filter((a) => !plan.touched.has(accountId(a.key)));
-    const learned: Learned = { accounts: [...accounts.values()], transactions: plan.written, answers: answersOf(plan) };
+    const read = [...accounts.values()];
+    const guarded = read.filter((a) => !plan.touched.has(accountId(a.key)));
+    const learned: Learned = { accounts: read, transactions: plan.written, answers: answersOf(plan) };
     const statement = batchStatement(plan, guarded, now()).execute(db);
     writing?.(learned);
     const check = await statement;
