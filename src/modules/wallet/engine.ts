@@ -184,8 +184,9 @@ export class LedgerEngine {
     }
     // Not at once: the next batch reaches its connection only a few promise hops later
     // (the pool hands the connection over on the next tick), and callers resolved now
-    // would run their whole answers in those hops' queue, ahead of the send: a batch of
-    // 60 kept the database waiting about 1.5 ms. After the loop's I/O, the send is out.
+    // would run their whole answers in those hops' queue, ahead of the send (for a batch
+    // of 60, some 1.5 ms by estimate, at about 25 µs an answer; 1.05x bets/s measured).
+    // After the loop's I/O, the send is out.
     setImmediate(settle);
   }
 
