@@ -35,15 +35,17 @@ export function pgbenchArgs(): string[] {
 }
 
 /**
- * PostgreSQL's own latency beside a timed run: pgbench sends `select 1` on a connection of
- * its own, `rate` times a second for `seconds`, and logs each one (its wait for its
- * scheduled start included). Slow probes at the moments the calls were slow put the tail
- * on the machine or PostgreSQL, not on the server under test.
+ * PostgreSQL's own latency beside a timed run: pgbench sends `script` (by default
+ * `select 1`) on a connection of its own, `rate` times a second for `seconds`, and logs
+ * each one (its wait for its scheduled start included). Slow probes at the moments the
+ * calls were slow put the tail on the machine or PostgreSQL, not on the server under
+ * test. A script that writes measures a commit, and so the WAL's flush to disk, which
+ * `select 1` never waits for.
  */
-export async function pgLatencyProbe(db: string, rate: number, seconds: number): Promise<{ count: number; p50: number; p99: number; max: number }> {
+export async function pgLatencyProbe(db: string, rate: number, seconds: number, script = 'select 1;'): Promise<{ count: number; p50: number; p99: number; max: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'pitboss-probe-'));
   try {
-    writeFileSync(join(dir, 'probe.sql'), 'select 1;\n');
+    writeFileSync(join(dir, 'probe.sql'), `${script}\n`);
     const args = [...pgbenchArgs(), '-n', '-f', join(dir, 'probe.sql'), '-R', String(rate), '-T', String(seconds), '-l', '--log-prefix', join(dir, 'log'), db];
     const child = spawn('pgbench', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
