@@ -68,9 +68,8 @@ export class DirectRoutes {
   readonly #routes = new Map<string, DirectRoute>();
   readonly #edge: DirectEdge;
   #closing = false;
-  /** Requests read whole and waiting for their answer to start (see #intake). */
+  /** Requests read whole and waiting for their answer to start (see #intake); a drain is scheduled while it is not empty. */
   readonly #ready: (() => void)[] = [];
-  #draining = false;
 
   constructor(edge: DirectEdge) {
     this.#edge = edge;
@@ -173,17 +172,14 @@ export class DirectRoutes {
    * loop polls again and takes the replies that came.
    */
   #intake(start: () => void): void {
-    this.#ready.push(start);
-    if (this.#draining) return;
-    this.#draining = true;
-    setImmediate(this.#drain);
+    if (this.#ready.push(start) === 1) setImmediate(this.#drain);
   }
 
   readonly #drain = (): void => {
-    const batch = this.#ready.splice(0, INTAKE_PER_TURN);
-    for (const start of batch) start();
+    // Requests arrive in I/O callbacks, not while these start; one that did would at worst
+    // schedule a second drain, which finds the queue emptied.
+    for (const start of this.#ready.splice(0, INTAKE_PER_TURN)) start();
     if (this.#ready.length > 0) setImmediate(this.#drain);
-    else this.#draining = false;
   };
 
   #completed(route: DirectRoute, reqId: string, status: number, started: number): void {
