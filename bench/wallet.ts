@@ -96,7 +96,7 @@ try {
   // points match (one transaction per bet measured about 0.5x of it, about 1,350 bets/s).
   // It is measured right before and right after the saturation runs, and the ratio is
   // taken against the mean of the two: this VM's speed drifts over minutes (pgbench -N
-  // ranged 1,060-1,692 tps over one day), and a figure taken minutes away measured a
+  // ranged 1,060-1,692 tps over two days), and a figure taken minutes away measured a
   // different machine.
   await adminQuery(`create database ${pgbenchDb}`);
   const pgArgs = pgbenchArgs();
