@@ -10,6 +10,7 @@ import type { WalletService } from './service.ts';
 import type { CommandResult, LedgerCommand, Outcome } from './types.ts';
 import { verifyLedger } from './verify.ts';
 import { claimHouseShards, houseHolder } from './engine.ts';
+import { ownPostings, type WalletDb } from './store.ts';
 import { pino } from 'pino';
 
 // A bank workload in the manner of Jepsen's: a few players, many concurrent money
@@ -414,6 +415,28 @@ for (const { kind, skip } of await databaseKinds()) {
       const all = wallet.engine.written - before.all;
       process.stderr.write(`# play (${kind}): ${fast} of ${all} commands written on the fast path\n`);
       assert.ok(fast > all / 2, `most commands took the fast path (${fast} of ${all})`);
+    });
+
+    it("a transaction listing finds the player's postings through their index, which holds no house postings", { skip: kind === 'pglite' ? 'plan check on PostgreSQL' : false }, async () => {
+      const db = app.server.runtime.database.db as unknown as WalletDb;
+      const [playerId] = await registerPlayers(app, 1);
+      await wallet.submit(deposit({ playerId: playerId!, currency: EUR, amount: 500n, provider: 'sandbox', paymentId: newId(), idempotency: idempotency('payment', newId(), {}) }));
+      const bet = await wallet.placeBet({ playerId: playerId!, currency: EUR, amount: 100n, provider: PROVIDER, externalRef: newId(), roundId: null, request: {} });
+      assert.ok(bet.outcome.ok, JSON.stringify(bet.outcome));
+      const id = bet.outcome.transactionId;
+      const all = await sql<{ holder: string }>`select holder from wallet.postings where transaction_id = ${id}`.execute(db);
+      assert.equal(all.rows.length, 2, 'the bet posts to the player and to the house');
+      assert.deepEqual((await ownPostings(db, [id]).execute()).map((p) => [p.holder, p.amount]), [[playerId, -100n]], 'the listing reads the player side only');
+      // With sequential scans priced out, PostgreSQL takes the partial index only if it can prove that the query implies its condition.
+      const plan = await db.connection().execute(async (c) => {
+        await sql`set enable_seqscan = off`.execute(c);
+        try {
+          return JSON.stringify(await ownPostings(c, [id]).explain());
+        } finally {
+          await sql`reset enable_seqscan`.execute(c);
+        }
+      });
+      assert.match(plan, /postings_player_transaction/, plan);
     });
 
     it('house shards: claims by different processes never overlap; with none free, lanes share one', { skip: kind === 'pglite' ? 'PGlite is one process' : false }, async () => {

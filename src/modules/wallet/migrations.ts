@@ -193,3 +193,19 @@ migrations.push({
     $$;
   `,
 });
+
+migrations.push({
+  name: '0006_player_side_postings_index',
+  sql: `
+    -- Every bet and win writes two postings: each index entry costs on the hot path
+    -- (measured with bench:wallet-ab, see docs/wallet.md).
+    -- A player's transaction listing reads the player's own postings (holder = player_id)
+    -- of the transactions on its page; the house side of each transaction needs no entry
+    -- (ledger verify reads the whole table). Keyed by the transaction id alone (UUIDv7, so
+    -- each insert lands at the right edge), and queried without the player's id: with it,
+    -- PostgreSQL turns holder = player_id into two comparisons with that id and can no
+    -- longer prove the index's condition.
+    create index postings_player_transaction on wallet.postings (transaction_id) where holder = player_id;
+    drop index wallet.postings_transaction;
+  `,
+});

@@ -92,18 +92,23 @@ export async function listTransactions(db: WalletDb, playerId: string, f: Transa
   if (f.wallet) q = q.where(sql<boolean>`split ? ${f.wallet}`);
   const rows = await q.orderBy('id', 'desc').limit(f.limit).execute();
   if (rows.length === 0) return [];
-  const postings = await db
-    .selectFrom('wallet.postings')
-    .select(['transaction_id', 'name', 'amount', 'balance_after'])
-    .where('player_id', '=', playerId)
-    .where('holder', '=', playerId)
-    .where(
-      'transaction_id',
-      'in',
-      rows.map((r) => r.id),
-    )
-    .execute();
-  return rows.map((r) => ({ ...r, postings: postings.filter((p) => p.transaction_id === r.id) }));
+  const postings = await ownPostings(
+    db,
+    rows.map((r) => r.id),
+  ).execute();
+  // The holder as PostgreSQL spells it (the caller's id may differ in case).
+  const player = rows[0]!.player_id;
+  const own = postings.filter((p) => p.holder === player).map(({ holder: _, ...p }) => p);
+  return rows.map((r) => ({ ...r, postings: own.filter((p) => p.transaction_id === r.id) }));
+}
+
+/**
+ * The postings of these transactions on their players' own accounts, in the terms of the
+ * partial index postings_player_transaction: with no player_id = $1 (see its migration),
+ * so the caller keeps the rows of its player's holder.
+ */
+export function ownPostings(db: WalletDb, transactionIds: readonly string[]) {
+  return db.selectFrom('wallet.postings').select(['holder', 'transaction_id', 'name', 'amount', 'balance_after']).whereRef('holder', '=', 'player_id').where('transaction_id', 'in', transactionIds);
 }
 
 export async function insertPayment(db: WalletDb, p: WalletTables['wallet.payments']): Promise<void> {

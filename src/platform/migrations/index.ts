@@ -130,5 +130,19 @@ export const platformMigrations: MigrationSet = {
         create index inbox_processed_at on platform.inbox (processed_at);
       `,
     },
+    {
+      name: '0006_outbox_id_brin',
+      sql: `
+        -- Every event used to take an entry in a unique B-tree on its id, and another each
+        -- time the relay marked it published: a measurable share of PostgreSQL's work per
+        -- call at wallet rates (an event per bet and per win; see docs/wallet.md). Event ids
+        -- are UUIDv7, in about the order rows are appended, so a BRIN index (a min and max
+        -- per 128 pages, almost free to keep) serves an operator who looks one up to publish
+        -- it again. They are made by the writers, never taken from outside, so their
+        -- uniqueness needs no index of its own.
+        alter table platform.outbox drop constraint outbox_id_key;
+        create index outbox_id on platform.outbox using brin (id);
+      `,
+    },
   ],
 };
