@@ -68,6 +68,16 @@ export async function pgLatencyProbe(db: string, rate: number, seconds: number, 
   }
 }
 
+/**
+ * Bytes of WAL the PostgreSQL server has written so far (its insert position). Unlike
+ * CPU time, the WAL a call writes does not drift with the speed of the VM: it tells what a
+ * change of schema or statement costs PostgreSQL when bets/s cannot resolve it.
+ */
+export async function walPosition(): Promise<number> {
+  const [row] = await adminQuery<{ at: string }>("select pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::text as at");
+  return Number(row?.at ?? 0);
+}
+
 /** Checkpoints the PostgreSQL server has run so far: one during a timed run stalls writes for a while. */
 export async function checkpoints(): Promise<number> {
   const [row] = await adminQuery<{ n: string }>('select (checkpoints_timed + checkpoints_req)::text as n from pg_stat_bgwriter');

@@ -4,7 +4,7 @@
 // noise; pairs of runs a few seconds apart, in alternating order, can.
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { adminQuery, cpuSnapshot, load, pacedLoad, percentiles, root, startServer, type Started } from './lib.ts';
+import { adminQuery, checkpoint, cpuSnapshot, load, pacedLoad, percentiles, root, startServer, walPosition, type Started } from './lib.ts';
 import { RawHttpClient } from './raw-http.ts';
 import { createPlayers, roundFirer, signedRounds, staffHeaders, walletBenchSetup } from './wallet-load.ts';
 
@@ -76,19 +76,26 @@ try {
     variantsLoad.push({ server, fire, counted });
   }
 
-  const results = variants.map(() => [] as { betsPerSecond: number; p99: number; cpuPerCall: number }[]);
-  const run = async (v: number, seconds: number) => {
+  const results = variants.map(() => [] as Result[]);
+  const run = async (v: number, seconds: number): Promise<Result> => {
     const { server, fire, counted } = variantsLoad[v]!;
     counted.latencies = [];
     counted.calls = 0;
+    // Every run starts just after a checkpoint, so each pays the same full-page images
+    // (a page's first change after a checkpoint writes the whole page to the WAL).
+    await checkpoint();
+    const walBefore = await walPosition();
     const before = cpuSnapshot([server.child.pid!]);
     const done = RATE > 0 ? await pacedLoad(RATE, seconds, fire) : await load({ concurrency: CALLERS, seconds, next: fire });
     const after = cpuSnapshot([server.child.pid!]);
+    const walAfter = await walPosition();
     if (done.errors > 0) throw new Error(`${done.errors} calls of variant ${variants[v]!.name} were not RS_OK`);
     return {
       betsPerSecond: counted.latencies.length / done.seconds,
       p99: percentiles(counted.latencies)(99),
       cpuPerCall: before && after ? (1e6 * (after.servers - before.servers)) / counted.calls : Number.NaN,
+      pgPerCall: before && after ? (1e6 * (after.postgres - before.postgres)) / counted.calls : Number.NaN,
+      walPerCall: (walAfter - walBefore) / counted.calls,
     };
   };
 
@@ -106,7 +113,9 @@ try {
   };
   for (const [v, name] of ['A', 'B'].entries()) {
     const r = results[v]!;
-    console.log(`${name}: median ${median(r.map((x) => x.betsPerSecond)).toFixed(0)} bets/s, bet p99 ${median(r.map((x) => x.p99)).toFixed(1)} ms, server CPU per call ${median(r.map((x) => x.cpuPerCall)).toFixed(0)} µs`);
+    console.log(
+      `${name}: median ${median(r.map((x) => x.betsPerSecond)).toFixed(0)} bets/s, bet p99 ${median(r.map((x) => x.p99)).toFixed(1)} ms, per call: server CPU ${median(r.map((x) => x.cpuPerCall)).toFixed(0)} µs, PostgreSQL CPU ${median(r.map((x) => x.pgPerCall)).toFixed(0)} µs, WAL ${median(r.map((x) => x.walPerCall)).toFixed(0)} bytes`,
+    );
   }
   // B against A pair by pair: throughput (closed loop) or p99 (open loop, where both send the same rate), and CPU per call.
   const compare = (label: string, of: (r: (typeof results)[number][number]) => number, better: 'higher' | 'lower') => {
@@ -115,13 +124,22 @@ try {
     return `${label} median ${median(ratios).toFixed(3)} (B ${better} in ${ahead} of ${ratios.length} pairs)`;
   };
   const primary = RATE > 0 ? compare('bet p99', (r) => r.p99, 'lower') : compare('bets/s', (r) => r.betsPerSecond, 'higher');
-  console.log(`B/A: ${primary}; ${compare('server CPU per call', (r) => r.cpuPerCall, 'lower')}`);
+  console.log(`B/A: ${primary}; per call: ${compare('server CPU', (r) => r.cpuPerCall, 'lower')}; ${compare('PostgreSQL CPU', (r) => r.pgPerCall, 'lower')}; ${compare('WAL', (r) => r.walPerCall, 'lower')}`);
 } finally {
   for (const c of clients) c.close();
   for (const s of servers) await s.stop();
   for (const name of dbNames) await adminQuery(`drop database if exists ${name} with (force)`);
 }
 
-function show(r: { betsPerSecond: number; p99: number; cpuPerCall: number }): string {
-  return `${r.betsPerSecond.toFixed(0)} bets/s, p99 ${r.p99.toFixed(1)} ms, ${r.cpuPerCall.toFixed(0)} µs CPU/call`;
+/** One timed run of one variant; the CPU is per call (bets and wins), PostgreSQL's across all its processes. */
+interface Result {
+  betsPerSecond: number;
+  p99: number;
+  cpuPerCall: number;
+  pgPerCall: number;
+  walPerCall: number;
+}
+
+function show(r: Result): string {
+  return `${r.betsPerSecond.toFixed(0)} bets/s, p99 ${r.p99.toFixed(1)} ms, per call ${r.cpuPerCall.toFixed(0)} µs server CPU, ${r.pgPerCall.toFixed(0)} µs PostgreSQL, ${r.walPerCall.toFixed(0)} B WAL`;
 }
