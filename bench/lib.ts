@@ -274,7 +274,7 @@ export function cpuShares(before: ReturnType<typeof cpuSnapshot>, after: ReturnT
   if (!before || !after) return 'CPU shares unavailable (no /proc)';
   const pct = (a: number, b: number) => `${((100 * (b - a)) / seconds).toFixed(0)}%`;
   // The server's CPU per call tells a run on slower cycles (a busy neighbour on the host) from a change in the code.
-  const perCall = calls ? `; server CPU per call ${((1e6 * (after.servers - before.servers)) / calls).toFixed(0)} µs` : '';
+  const perCall = calls ? `; CPU per call: server ${((1e6 * (after.servers - before.servers)) / calls).toFixed(0)} µs, PostgreSQL ${((1e6 * (after.postgres - before.postgres)) / calls).toFixed(0)} µs` : '';
   return `CPU, as % of one core: server ${pct(before.servers, after.servers)} (main thread ${pct(before.mainThreads, after.mainThreads)}), PostgreSQL ${pct(before.postgres, after.postgres)}, load generator ${pct(before.self, after.self)}, idle ${pct(before.idle, after.idle)}, stolen by the hypervisor ${pct(before.steal, after.steal)} (of ${availableParallelism() * 100}%)${perCall}`;
 }
 

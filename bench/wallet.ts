@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { EVENT_LOOP_SAMPLE_MS } from '../src/platform/telemetry/metrics.ts';
-import { adminQuery, call, checkpoint, checkpoints, cpuShares, cpuSnapshot, fmt, load, pacedLoad, percentiles, pgbenchArgs, pgLatencyProbe, pitbossCli, serverNodeArgs, startServer, type LoadResult } from './lib.ts';
+import { adminQuery, call, checkpoint, checkpoints, cpuShares, cpuSnapshot, fmt, load, pacedLoad, percentiles, pgbenchArgs, pgLatencyProbe, pitbossCli, serverNodeArgs, startServer, walPosition, type LoadResult } from './lib.ts';
 import { RawHttpClient } from './raw-http.ts';
 import { createPlayers, roundFirer, signedRounds, staffHeaders, walletBenchSetup } from './wallet-load.ts';
 
@@ -121,14 +121,16 @@ try {
     const checkpointsBefore = await checkpoints();
     const metricsBefore = await scrape(urls[0]!);
     const batchesBefore = batchCounts(metricsBefore);
+    const walBefore = await walPosition();
     const cpuBefore = cpuSnapshot(serverPids);
     const saturated = await load({ concurrency: callers, seconds: SECONDS, next: fire });
     const cpuAfter = cpuSnapshot(serverPids);
+    const walPerCall = ((await walPosition()) - walBefore) / calls;
     levels.push({ callers, ...summarize(`saturation (${callers} callers, ${SECONDS}s)`, saturated, betLatencies) });
     console.log(`  ${cpuShares(cpuBefore, cpuAfter, saturated.seconds, calls)}`);
     const metricsAfter = await scrape(urls[0]!);
     console.log(`  server side: ${serverSide(metricsAfter, serverSide(metricsBefore).buckets).text}`);
-    console.log(`  ledger batches: ${batchStats(batchesBefore, batchCounts(metricsAfter))}; PostgreSQL checkpoints during the run: ${(await checkpoints()) - checkpointsBefore}`);
+    console.log(`  ledger batches: ${batchStats(batchesBefore, batchCounts(metricsAfter))}; WAL per call ${walPerCall.toFixed(0)} bytes; PostgreSQL checkpoints during the run: ${(await checkpoints()) - checkpointsBefore}`);
   }
   await checkpoint();
   const singleAfter = pgbench([]);
