@@ -12,7 +12,7 @@ import type { Consumer } from './bus.ts';
 import { InProcessBus } from './in-process-bus.ts';
 import { listDeadLetters, replayDeadLetters } from './dead-letters.ts';
 import { deliver, pruneInbox } from './inbox.ts';
-import { pruneOutbox, writeToOutbox } from './outbox.ts';
+import { pruneOutbox, relayFloor, writeToOutbox } from './outbox.ts';
 import { OutboxRelay } from './relay.ts';
 import type { EventEnvelope, NewEvent } from './types.ts';
 
@@ -71,7 +71,7 @@ for (const { kind, skip } of await databaseKinds()) {
     const calls = new Map<string, number>();
     /** While set, events whose reason starts with "until-fixed" fail (a bug an operator then fixes). */
     let broken = true;
-    /** This suite's relay as a process starts it: from the beginning of the outbox. */
+    /** This suite's relay as a process starts it: from the floor kept in the database. */
     const newRelay = () => new OutboxRelay(runtime.database, bus, { pollMs: runtime.config.outboxPollMs, logger: runtime.logger });
 
     // Writes one effect row per event in the inbox's transaction; reasons starting with
@@ -190,9 +190,10 @@ for (const { kind, skip } of await databaseKinds()) {
       assert.equal(calls.get(row!.id), 1);
 
       // As if the process died after the bus took the event but before it was marked: the
-      // event is unpublished, and the next process's relay starts from the beginning.
+      // event is unpublished, and the floor, which moves only with the marks, is not past it.
       await relay.stop();
       await db.updateTable('platform.outbox').set({ published_at: null }).where('id', '=', row!.id).execute();
+      await sql`update platform.outbox_relay set floor = least(floor, ${row!.seq})`.execute(db);
       relay = newRelay();
       relay.start();
       await waitFor('the relay to publish the event again', async () => ((await outboxOf(db, playerId))[0]?.published_at ? true : undefined));
@@ -207,6 +208,31 @@ for (const { kind, skip } of await databaseKinds()) {
       const event: EventEnvelope = { id: row!.id, type: 'player.status_changed', version: 1, occurredAt: new Date().toISOString(), playerId, payload: { playerId, from: 'active', to: 'blocked', reason: 'once' } };
       assert.equal(await deliver(db, recorder, event), 'duplicate');
       assert.equal((await effectsOf(db, playerId)).length, 1);
+    });
+
+    it("publishes an event again at an operator's request (platform.publish_again): a copy with a new seq, handled once in effect", async () => {
+      const playerId = randomUUID();
+      await runtime.kernel.transaction(ctx, (uow) => uow.emit(statusChanged(playerId, 'again')));
+      const [row] = await waitFor('the event to be published', async () => {
+        const rows = await outboxOf(db, playerId);
+        return rows[0]?.published_at ? rows : undefined;
+      });
+      const before = relay.published;
+      const copied = await sql<{ n: number }>`select platform.publish_again(array[${row!.id}]::uuid[]) as n`.execute(db);
+      assert.equal(copied.rows[0]!.n, 1);
+      const rows = await waitFor('the copy to be published', async () => {
+        const all = await outboxOf(db, playerId);
+        return all.length === 2 && all.every((r) => r.published_at) ? all : undefined;
+      });
+      assert.equal(rows[1]!.id, row!.id, 'the copy keeps the event id');
+      assert.ok(rows[1]!.seq > row!.seq);
+      assert.ok(relay.published > before, 'the relay published the copy');
+      assert.equal(calls.get(row!.id), 1, 'the inbox kept the copy from the handler');
+      assert.equal((await effectsOf(db, playerId)).length, 1);
+      // Asked again, it copies the event once more (the latest copy), not once per copy.
+      assert.equal((await sql<{ n: number }>`select platform.publish_again(array[${row!.id}]::uuid[]) as n`.execute(db)).rows[0]!.n, 1);
+      // The floor the relay keeps in the database passes them all, for the next relay to start from.
+      await waitFor('the kept floor to pass the copies', async () => ((await relayFloor(db)) > BigInt((await outboxOf(db, playerId)).at(-1)!.seq) ? true : undefined));
     });
 
     it('retries a failed event in place: a later event of the player does not overtake it', async () => {
@@ -400,8 +426,7 @@ for (const { kind, skip } of await databaseKinds()) {
       runtime = await createRuntime(testConfig(testDb));
       bus = new InProcessBus(runtime.database.db, runtime.logger, MAX_ATTEMPTS);
       await bus.subscribe([recorder]);
-      // No full read from the start during the test: only the floor's proof can bring a late event.
-      relay = new OutboxRelay(runtime.database, bus, { pollMs: 20, minIntervalMs: 0, fullReadMs: 3_600_000, logger: runtime.logger });
+      relay = new OutboxRelay(runtime.database, bus, { pollMs: 20, minIntervalMs: 0, logger: runtime.logger });
       relay.start();
     });
     after(() => stopAll(relay, bus, runtime, testDb));

@@ -1,6 +1,6 @@
 import { sql, type RawBuilder } from 'kysely';
 import { newId } from '../ids.ts';
-import { pgArray, PREPARED, type Db, type Trx } from '../db/database.ts';
+import { pgArray, type Db, type Trx } from '../db/database.ts';
 import type { EventEnvelope, EventType, NewEvent } from './types.ts';
 
 /** Writes events into the outbox inside the caller's transaction: they exist exactly when the state change does. */
@@ -67,8 +67,11 @@ export interface OutboxBounds {
 
 /**
  * The oldest unpublished events from seq `from` on, in seq order, and the bounds of the
- * snapshot they were read in. Prepared: the relay runs it after every commit that wrote
- * events, and planning it each time cost more than running it.
+ * snapshot they were read in. It walks the primary key from `from` (the relay's floor:
+ * what lies between it and the first unpublished event is at most about one pass of
+ * published events). Planned at each call, not prepared: a generic plan chosen while the
+ * outbox was small could scan the whole table for every read ever after (see
+ * markPublished); the relay reads at most once per pass.
  */
 export async function readUnpublished(db: Db | Trx, limit: number, from: bigint): Promise<{ rows: OutboxRow[]; bounds: OutboxBounds }> {
   const { rows } = await sql<{
@@ -82,7 +85,7 @@ export async function readUnpublished(db: Db | Trx, limit: number, from: bigint)
     occurred_at: Date;
     player_id: string | null;
     payload: unknown;
-  }>`${sql.raw(PREPARED)}
+  }>`
     select b.head, b.xmin, b.next_xid, o.seq, o.id, o.type, o.version, o.occurred_at, o.player_id, o.payload
     from (select pg_sequence_last_value(pg_get_serial_sequence('platform.outbox', 'seq')::regclass)::text as head,
                  pg_snapshot_xmin(s)::text as xmin,
@@ -114,27 +117,35 @@ export async function readUnpublished(db: Db | Trx, limit: number, from: bigint)
  * the table). Planned with the array in hand it takes the primary key. The relay marks at
  * most once per pass (OutboxRelay's minIntervalMs), so planning costs little.
  */
-export async function markPublished(db: Db, seqs: readonly bigint[]): Promise<void> {
-  if (seqs.length === 0) return;
+export async function markPublished(db: Db, seqs: readonly bigint[], floor?: bigint): Promise<void> {
+  if (seqs.length === 0 && floor === undefined) return;
   // Committed without waiting for the WAL flush (synchronous_commit off for this
   // transaction alone): a mark lost in a crash only publishes its events again, which
   // the consumers' inbox absorbs, and the next durable commit flushes it anyway. Waiting
   // put an fsync of its own beside every ledger batch's (about a third of the relay's
   // time in PostgreSQL went to IO:WALSync under wallet load). Hence a Db, never a
   // caller's transaction, which the setting would commit without the flush as a whole.
+  // The floor moves in the same transaction as the marks that allow it (a mark, and so
+  // a floor, lost in a crash is only a step back: the relay reads from the floor it finds).
+  // Both updates are HOT: no index names published_at or the floor.
   await sql`
-    with async as (select set_config('synchronous_commit', 'off', true))
+    with async as (select set_config('synchronous_commit', 'off', true)),
+    moved as (update platform.outbox_relay set floor = ${(floor ?? 0n).toString()}::int8 from async where ${floor !== undefined} and floor < ${(floor ?? 0n).toString()}::int8)
     update platform.outbox set published_at = now() from async where seq = any(${pgArray(seqs)}::int8[])`.execute(db);
+}
+
+/** Where the relay's reads start: every event below it is published (kept by markPublished). */
+export async function relayFloor(db: Db): Promise<bigint> {
+  const { rows } = await sql<{ floor: string }>`select floor::text from platform.outbox_relay`.execute(db);
+  return BigInt(rows[0]?.floor ?? 0);
 }
 
 /** Events waiting to be published: the backlog metric reads it. */
 export async function outboxBacklog(db: Db): Promise<number> {
-  const row = await db
-    .selectFrom('platform.outbox')
-    .select((eb) => eb.fn.countAll<bigint>().as('n'))
-    .where('published_at', 'is', null)
-    .executeTakeFirstOrThrow();
-  return Number(row.n);
+  // From the relay's floor, by the primary key: below it everything is published.
+  const { rows } = await sql<{ n: string }>`
+    select count(*)::text as n from platform.outbox where seq >= (select floor from platform.outbox_relay) and published_at is null`.execute(db);
+  return Number(rows[0]?.n ?? 0);
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Database, LeaderLock } from '../db/database.ts';
 import type { EventBus } from './bus.ts';
-import { markPublished, readUnpublished } from './outbox.ts';
+import { markPublished, readUnpublished, relayFloor } from './outbox.ts';
 
 // One relay publishes at a time across all processes, so events leave in commit order
 // (and so in order per player). Others find the lock taken and wait for their turn.
@@ -16,12 +16,6 @@ export interface RelayOptions {
    * (two statements) per commit. An event waits at most this much longer.
    */
   minIntervalMs?: number;
-  /**
-   * How often a pass reads from the start of the outbox instead of from its published head
-   * (ms): an event an operator marked unpublished by hand below that point is published
-   * again within this time.
-   */
-  fullReadMs?: number;
   logger: Logger;
 }
 
@@ -31,10 +25,11 @@ export interface RelayOptions {
  * be sent again, so delivery is at least once and the consumers' inbox makes it once
  * in effect.
  *
- * Reads start at a floor below which every event is published, not at the start of the
- * unpublished index: each mark leaves the index entry of the row's old version behind
- * until VACUUM, and at wallet rates a read from the start stepped over a growing head of
- * them (hundreds of thousands between two vacuums of a large outbox). The floor may not
+ * Reads start at a floor below which every event is published, and walk the primary
+ * key from there: no index names published_at, so that a mark is an update in place
+ * (HOT), and the floor is kept in platform.outbox_relay, where the next relay to hold
+ * the lock finds it. (An index of unpublished events also kept, until VACUUM, an entry
+ * for every marked row's old version, which a read from its start stepped over.) The floor may not
  * pass an event that is still to commit, and a later transaction's events can commit
  * first, so it moves only on proof: the previous read saw `head` as the last seq handed
  * out; a writer holds a seq only with a transaction id (insertEnvelopes sees to it), so
@@ -56,20 +51,19 @@ export class OutboxRelay {
   #stopped = true;
   #failures = 0;
   #lastPass = Number.NEGATIVE_INFINITY;
-  /** Every event below this seq is published, or its transaction never committed. */
-  #floor = 0n;
+  /** Every event below this seq is published, or its transaction never committed; read from the table when the lock is taken. */
+  #floor: bigint | undefined;
   /** The last seq handed out as the previous read saw it. */
   #head: bigint | undefined;
   /** Once every transaction below `nextXid` has ended, every event up to `upTo` that will ever be visible is. */
   #proof: { upTo: bigint; nextXid: bigint } | undefined;
-  #lastFullRead = performance.now();
   published = 0;
 
   constructor(database: Database, bus: EventBus, options: RelayOptions) {
     this.#database = database;
     this.#lock = database.leaderLock(RELAY_LOCK);
     this.#bus = bus;
-    this.#opts = { batchSize: 200, minIntervalMs: 20, fullReadMs: 10_000, ...options };
+    this.#opts = { batchSize: 200, minIntervalMs: 20, ...options };
   }
 
   start(): void {
@@ -131,11 +125,19 @@ export class OutboxRelay {
    * (PGlite has a single connection).
    */
   async drainOnce(): Promise<number> {
-    if (!(await this.#lock.held())) return 0;
+    if (!(await this.#lock.held())) {
+      // Another relay may publish meanwhile: the floor is read again once this one leads.
+      this.#floor = undefined;
+      return 0;
+    }
     const db = this.#database.db;
-    const full = performance.now() - this.#lastFullRead >= this.#opts.fullReadMs;
-    if (full) this.#lastFullRead = performance.now();
-    const { rows, bounds } = await readUnpublished(db, this.#opts.batchSize, full ? 0n : this.#floor);
+    if (this.#floor === undefined) {
+      this.#floor = await relayFloor(db);
+      this.#head = undefined;
+      this.#proof = undefined;
+    }
+    const floor = this.#floor;
+    const { rows, bounds } = await readUnpublished(db, this.#opts.batchSize, floor);
     let settled: bigint | undefined;
     if (this.#proof && bounds.xmin >= this.#proof.nextXid) {
       settled = this.#proof.upTo;
@@ -143,23 +145,28 @@ export class OutboxRelay {
     }
     if (!this.#proof && this.#head !== undefined) this.#proof = { upTo: this.#head, nextXid: bounds.nextXid };
     this.#head = bounds.head;
-    if (rows.length > 0) {
-      await this.#bus.publish(rows.map((r) => r.envelope));
-      await markPublished(db, rows.map((r) => r.seq));
-      this.published += rows.length;
-    }
+    let next: bigint | undefined;
     if (settled !== undefined) {
       // A full batch leaves more behind its last row; a short one left nothing unpublished that it could see.
       const last = rows.at(-1)?.seq;
-      const next = rows.length === this.#opts.batchSize && last !== undefined && last < settled ? last + 1n : settled + 1n;
-      if (next > this.#floor) this.#floor = next;
+      next = rows.length === this.#opts.batchSize && last !== undefined && last < settled ? last + 1n : settled + 1n;
+      if (next <= floor) next = undefined;
     }
+    if (rows.length > 0) await this.#bus.publish(rows.map((r) => r.envelope));
+    // The marks and the floor they allow, together, only after the bus took the events.
+    await markPublished(
+      db,
+      rows.map((r) => r.seq),
+      next,
+    );
+    this.published += rows.length;
+    if (next !== undefined) this.#floor = next;
     return rows.length;
   }
 
-  /** Where reads start: every event below this seq is published (for tests and diagnosis). */
+  /** Where reads start: every event below this seq is published (for tests and diagnosis; 0 before the first read). */
   get floor(): bigint {
-    return this.#floor;
+    return this.#floor ?? 0n;
   }
 
   /** Stops polling and waits for the batch in flight to finish. */

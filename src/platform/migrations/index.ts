@@ -144,5 +144,45 @@ export const platformMigrations: MigrationSet = {
         create index outbox_id on platform.outbox using brin (id);
       `,
     },
+    {
+      name: '0007_outbox_hot_marks',
+      sql: `
+        -- The relay's mark (published_at) was an update that PostgreSQL could not do in
+        -- place (HOT), because the partial index of unpublished events names published_at:
+        -- each mark wrote the whole row again plus a primary key entry, about a ninth of all
+        -- the WAL under wallet load (pg_waldump, see docs/wallet.md). Without that index,
+        -- and with half of each page left free for the marked versions, a mark is a HOT
+        -- update on the row's own page. The relay reads from a floor below which every event
+        -- is published, now kept here, by the primary key.
+        -- No event may be written while the floor is first set: an open transaction could
+        -- hold a seq below it.
+        lock table platform.outbox in share mode;
+        create table platform.outbox_relay (
+          one boolean primary key default true check (one),
+          floor bigint not null
+        );
+        insert into platform.outbox_relay (floor)
+        select coalesce((select min(seq) from platform.outbox where published_at is null), (select max(seq) + 1 from platform.outbox), 0);
+        drop index platform.outbox_unpublished;
+        alter table platform.outbox set (fillfactor = 50);
+
+        -- Publishes events again (an operator's tool): a copy of each, with the same id and
+        -- a new seq, in their order. Consumers that handled an event already skip the copy
+        -- (their inbox). The one-time filter takes the transaction's id before the first
+        -- seq, as every outbox write must (see the relay's floor).
+        create function platform.publish_again(ids uuid[]) returns integer language sql as $fn$
+          with copied as (
+            insert into platform.outbox (id, type, version, occurred_at, player_id, payload)
+            select id, type, version, occurred_at, player_id, payload
+            from (select distinct on (id) seq, id, type, version, occurred_at, player_id, payload from platform.outbox
+                  where id = any(ids) order by id, seq desc) as latest
+            where pg_current_xact_id() is not null
+            order by seq
+            returning 1
+          )
+          select count(*)::integer from copied;
+        $fn$;
+      `,
+    },
   ],
 };
