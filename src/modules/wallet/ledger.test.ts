@@ -12,6 +12,9 @@ import { verifyLedger } from './verify.ts';
 import { claimHouseShards, houseHolder } from './engine.ts';
 import { ownPostings, type WalletDb } from './store.ts';
 import { pino } from 'pino';
+import pg from 'pg';
+import { pitboss } from '../../../test/support/cli.ts';
+import { serviceSkip } from '../../../test/support/services.ts';
 
 // A bank workload in the manner of Jepsen's: a few players, many concurrent money
 // movements with replays and key conflicts, then invariants that must hold whatever
@@ -487,3 +490,61 @@ for (const { kind, skip } of await databaseKinds()) {
     });
   });
 }
+
+describe('ledger verify against changes made behind the ledger (postgres)', { skip: await serviceSkip('postgres') }, () => {
+  let app: TestApp;
+  before(async () => {
+    app = await startTestApp('postgres');
+  });
+  after(async () => app?.close());
+
+  /** What only a superuser can do: change postings past their append-only triggers. */
+  async function behindTheLedger(text: string, values: unknown[]): Promise<void> {
+    const superuser = new pg.Client({ connectionString: app.db.env.DATABASE_URL });
+    await superuser.connect();
+    try {
+      await superuser.query('begin');
+      await superuser.query('alter table wallet.postings disable trigger user');
+      await superuser.query(text, values);
+      await superuser.query('alter table wallet.postings enable trigger user');
+      await superuser.query('commit');
+    } finally {
+      await superuser.end();
+    }
+  }
+
+  it('pitboss ledger verify exits 0 when intact; a changed amount or a removed posting exits 1 and names each broken rule', async () => {
+    const wallet = app.server.runtime.wallet.wallet;
+    const [playerId] = await registerPlayers(app, 1);
+    const funded = await wallet.submit(deposit({ playerId: playerId!, currency: EUR, amount: 1_000n, provider: 'sandbox', paymentId: newId(), idempotency: idempotency('payment', newId(), {}) }));
+    const bet = await wallet.placeBet({ playerId: playerId!, currency: EUR, amount: 100n, provider: PROVIDER, externalRef: newId(), roundId: null, request: {} });
+    assert.ok(funded.outcome.ok && bet.outcome.ok);
+    const [depositId, betId] = [funded.outcome.transactionId, bet.outcome.transactionId];
+    const env = { DATABASE_URL: app.db.env.DATABASE_URL! };
+    const verify = async (code: number) => {
+      const run = await pitboss(['ledger', 'verify'], env);
+      assert.equal(run.code, code, `exit ${run.code}\n${run.stdout}${run.stderr}`);
+      return run.stdout;
+    };
+    assert.match(await verify(0), /: consistent\n$/);
+    const account = `${playerId}/real/EUR`;
+
+    // The bet's player posting says 10 instead of 100: the transaction, the balance and the chain all break.
+    await behindTheLedger('update wallet.postings set amount = -10 where transaction_id = $1 and holder = player_id', [betId]);
+    let out = await verify(1);
+    assert.match(out, /: INCONSISTENT\n/);
+    assert.ok(out.includes(`  balanced: transaction ${betId}: EUR postings sum to 90\n`), out);
+    assert.ok(out.includes(`  balance: account ${account}: balance 900, postings sum 990; last seq 2, 2 postings up to seq 2\n`), out);
+    assert.ok(out.includes(`  chain: account ${playerId}|real|EUR seq 2: content does not match its hash\n`), out);
+    assert.equal(out.split('\n').filter((l) => l.startsWith('  ')).length, 3, 'those three, nothing else');
+    await behindTheLedger('update wallet.postings set amount = -100 where transaction_id = $1 and holder = player_id', [betId]);
+    assert.match(await verify(0), /: consistent\n$/);
+
+    // The deposit's player posting is gone: the next posting no longer links to anything before it.
+    await behindTheLedger('delete from wallet.postings where transaction_id = $1 and holder = player_id', [depositId]);
+    out = await verify(1);
+    assert.ok(out.includes(`  balanced: transaction ${depositId}: EUR postings sum to -1000\n`), out);
+    assert.ok(out.includes(`  balance: account ${account}: balance 900, postings sum -100; last seq 2, 1 postings up to seq 2\n`), out);
+    assert.ok(out.includes(`  chain: account ${playerId}|real|EUR seq 2: does not link to the previous posting\n`), out);
+  });
+});
