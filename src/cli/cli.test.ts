@@ -3,8 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
 import { sql } from 'kysely';
-import pg from 'pg';
-import { createTestDatabase, testConfig, type TestDatabase } from '../../test/support/databases.ts';
+import { changeBehindTriggers, createTestDatabase, testConfig, type TestDatabase } from '../../test/support/databases.ts';
 import { serviceSkip } from '../../test/support/services.ts';
 import { pitboss, type Run } from '../../test/support/cli.ts';
 import { KeyStore } from '../platform/auth/keys.ts';
@@ -144,17 +143,10 @@ describe('pitboss against PostgreSQL', { skip: await serviceSkip('postgres') }, 
     assert.equal(intact.stdout, `${await count('platform.audit_log')} entries in 16 chains, 1 checkpoints: intact\n`);
 
     const victim = (await sql<{ chain: number; seq: bigint }>`select chain, seq from platform.audit_log where action = 'player.register' order by chain, seq limit 1`.execute(database.db)).rows[0]!;
-    const superuser = new pg.Client({ connectionString: testDb.env.DATABASE_URL });
-    await superuser.connect();
-    try {
-      await superuser.query('begin');
-      await superuser.query('alter table platform.audit_log disable trigger user');
-      await superuser.query(`update platform.audit_log set changes = changes || '{"country": "MT"}' where chain = $1 and seq = $2`, [victim.chain, victim.seq.toString()]);
-      await superuser.query('alter table platform.audit_log enable trigger user');
-      await superuser.query('commit');
-    } finally {
-      await superuser.end();
-    }
+    await changeBehindTriggers(testDb.env.DATABASE_URL!, 'platform.audit_log', `update platform.audit_log set changes = changes || '{"country": "MT"}' where chain = $1 and seq = $2`, [
+      victim.chain,
+      victim.seq.toString(),
+    ]);
 
     const tampered = await pitboss(['audit', 'verify'], env);
     assert.equal(tampered.code, 1, show(tampered));

@@ -34,6 +34,25 @@ export async function createTestDatabase(kind: DatabaseKind): Promise<TestDataba
   };
 }
 
+/**
+ * What only a superuser can do to an append-only table (the audit log, the ledger): one
+ * statement run past its triggers, committed on a connection of its own, for tests that
+ * check the tamper is found.
+ */
+export async function changeBehindTriggers(databaseUrl: string, table: string, text: string, values: unknown[]): Promise<void> {
+  const superuser = new pg.Client({ connectionString: databaseUrl });
+  await superuser.connect();
+  try {
+    await superuser.query('begin');
+    await superuser.query(`alter table ${table} disable trigger user`);
+    await superuser.query(text, values);
+    await superuser.query(`alter table ${table} enable trigger user`);
+    await superuser.query('commit');
+  } finally {
+    await superuser.end();
+  }
+}
+
 /** Both kinds, with the skip reason for PostgreSQL when the server is not there. */
 export async function databaseKinds(): Promise<{ kind: DatabaseKind; skip: string | false }[]> {
   return [

@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { createRuntime, createServer, type Server } from '../../app/runtime.ts';
 import { newId } from '../../platform/ids.ts';
-import { databaseKinds, testConfig } from '../../../test/support/databases.ts';
+import { changeBehindTriggers, databaseKinds, testConfig } from '../../../test/support/databases.ts';
 import { registration, startTestApp, type TestApp } from '../../../test/support/app.ts';
 import { deposit, idempotency, transfer } from './operations.ts';
 import type { WalletService } from './service.ts';
@@ -12,7 +12,6 @@ import { verifyLedger } from './verify.ts';
 import { claimHouseShards, houseHolder } from './engine.ts';
 import { ownPostings, type WalletDb } from './store.ts';
 import { pino } from 'pino';
-import pg from 'pg';
 import { pitboss } from '../../../test/support/cli.ts';
 import { serviceSkip } from '../../../test/support/services.ts';
 
@@ -498,20 +497,7 @@ describe('ledger verify against changes made behind the ledger (postgres)', { sk
   });
   after(async () => app?.close());
 
-  /** What only a superuser can do: change postings past their append-only triggers. */
-  async function behindTheLedger(text: string, values: unknown[]): Promise<void> {
-    const superuser = new pg.Client({ connectionString: app.db.env.DATABASE_URL });
-    await superuser.connect();
-    try {
-      await superuser.query('begin');
-      await superuser.query('alter table wallet.postings disable trigger user');
-      await superuser.query(text, values);
-      await superuser.query('alter table wallet.postings enable trigger user');
-      await superuser.query('commit');
-    } finally {
-      await superuser.end();
-    }
-  }
+  const behindTheLedger = (text: string, values: unknown[]) => changeBehindTriggers(app.db.env.DATABASE_URL!, 'wallet.postings', text, values);
 
   it('pitboss ledger verify exits 0 when intact; a changed amount or a removed posting exits 1 and names each broken rule', async () => {
     const wallet = app.server.runtime.wallet.wallet;
