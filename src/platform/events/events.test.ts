@@ -104,6 +104,16 @@ for (const { kind, skip } of await databaseKinds()) {
 
     after(() => stopAll(relay, bus, runtime, testDb));
 
+    /** Emits one event for the player and waits until the relay has marked it published. */
+    const emitPublished = async (playerId: string, reason: string) => {
+      await runtime.kernel.transaction(ctx, (uow) => uow.emit(statusChanged(playerId, reason)));
+      const [row] = await waitFor('the event to be published', async () => {
+        const rows = await outboxOf(db, playerId);
+        return rows[0]?.published_at ? rows : undefined;
+      });
+      return row!;
+    };
+
     it('writes events to the outbox only when the transaction commits', async () => {
       const committed = randomUUID();
       const rolledBack = randomUUID();
@@ -181,56 +191,48 @@ for (const { kind, skip } of await databaseKinds()) {
 
     it('has effect once when the same event is delivered twice (crash between publish and mark)', async () => {
       const playerId = randomUUID();
-      await runtime.kernel.transaction(ctx, (uow) => uow.emit(statusChanged(playerId, 'once')));
-      const [row] = await waitFor('the event to be published', async () => {
-        const rows = await outboxOf(db, playerId);
-        return rows[0]?.published_at ? rows : undefined;
-      });
+      const row = await emitPublished(playerId, 'once');
       assert.equal((await effectsOf(db, playerId)).length, 1);
-      assert.equal(calls.get(row!.id), 1);
+      assert.equal(calls.get(row.id), 1);
 
       // As if the process died after the bus took the event but before it was marked: the
       // event is unpublished, and the floor, which moves only with the marks, is not past it.
       await relay.stop();
-      await db.updateTable('platform.outbox').set({ published_at: null }).where('id', '=', row!.id).execute();
-      await sql`update platform.outbox_relay set floor = least(floor, ${row!.seq})`.execute(db);
+      await db.updateTable('platform.outbox').set({ published_at: null }).where('id', '=', row.id).execute();
+      await sql`update platform.outbox_relay set floor = least(floor, ${row.seq})`.execute(db);
       relay = newRelay();
       relay.start();
       await waitFor('the relay to publish the event again', async () => ((await outboxOf(db, playerId))[0]?.published_at ? true : undefined));
       assert.ok(relay.published > 0, 'the relay did not publish the event a second time');
 
       assert.equal((await effectsOf(db, playerId)).length, 1, 'the redelivered event had a second effect');
-      assert.equal(calls.get(row!.id), 1, 'the inbox let the duplicate reach the handler');
-      const inbox = await db.selectFrom('platform.inbox').select('event_id').where('consumer', '=', recorder.name).where('event_id', '=', row!.id).execute();
+      assert.equal(calls.get(row.id), 1, 'the inbox let the duplicate reach the handler');
+      const inbox = await db.selectFrom('platform.inbox').select('event_id').where('consumer', '=', recorder.name).where('event_id', '=', row.id).execute();
       assert.equal(inbox.length, 1);
 
       // deliver() itself says so.
-      const event: EventEnvelope = { id: row!.id, type: 'player.status_changed', version: 1, occurredAt: new Date().toISOString(), playerId, payload: { playerId, from: 'active', to: 'blocked', reason: 'once' } };
+      const event: EventEnvelope = { id: row.id, type: 'player.status_changed', version: 1, occurredAt: new Date().toISOString(), playerId, payload: { playerId, from: 'active', to: 'blocked', reason: 'once' } };
       assert.equal(await deliver(db, recorder, event), 'duplicate');
       assert.equal((await effectsOf(db, playerId)).length, 1);
     });
 
     it("publishes an event again at an operator's request (platform.publish_again): a copy with a new seq, handled once in effect", async () => {
       const playerId = randomUUID();
-      await runtime.kernel.transaction(ctx, (uow) => uow.emit(statusChanged(playerId, 'again')));
-      const [row] = await waitFor('the event to be published', async () => {
-        const rows = await outboxOf(db, playerId);
-        return rows[0]?.published_at ? rows : undefined;
-      });
+      const row = await emitPublished(playerId, 'again');
       const before = relay.published;
-      const copied = await sql<{ n: number }>`select platform.publish_again(array[${row!.id}]::uuid[]) as n`.execute(db);
+      const copied = await sql<{ n: number }>`select platform.publish_again(array[${row.id}]::uuid[]) as n`.execute(db);
       assert.equal(copied.rows[0]!.n, 1);
       const rows = await waitFor('the copy to be published', async () => {
         const all = await outboxOf(db, playerId);
         return all.length === 2 && all.every((r) => r.published_at) ? all : undefined;
       });
-      assert.equal(rows[1]!.id, row!.id, 'the copy keeps the event id');
-      assert.ok(rows[1]!.seq > row!.seq);
+      assert.equal(rows[1]!.id, row.id, 'the copy keeps the event id');
+      assert.ok(rows[1]!.seq > row.seq);
       assert.ok(relay.published > before, 'the relay published the copy');
-      assert.equal(calls.get(row!.id), 1, 'the inbox kept the copy from the handler');
+      assert.equal(calls.get(row.id), 1, 'the inbox kept the copy from the handler');
       assert.equal((await effectsOf(db, playerId)).length, 1);
       // Asked again, it copies the event once more (the latest copy), not once per copy.
-      assert.equal((await sql<{ n: number }>`select platform.publish_again(array[${row!.id}]::uuid[]) as n`.execute(db)).rows[0]!.n, 1);
+      assert.equal((await sql<{ n: number }>`select platform.publish_again(array[${row.id}]::uuid[]) as n`.execute(db)).rows[0]!.n, 1);
       // The floor the relay keeps in the database passes them all, for the next relay to start from.
       await waitFor('the kept floor to pass the copies', async () => ((await relayFloor(db)) > BigInt((await outboxOf(db, playerId)).at(-1)!.seq) ? true : undefined));
     });
