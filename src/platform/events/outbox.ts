@@ -128,9 +128,9 @@ export async function markPublished(db: Db, seqs: readonly bigint[], floor?: big
   // The floor moves in the same transaction as the marks that allow it (a mark, and so
   // a floor, lost in a crash is only a step back: the relay reads from the floor it finds).
   // Both updates are HOT: no index names published_at or the floor.
+  const moved = floor === undefined ? sql`` : sql`, moved as (update platform.outbox_relay set floor = ${floor.toString()}::int8 from async where floor < ${floor.toString()}::int8)`;
   await sql`
-    with async as (select set_config('synchronous_commit', 'off', true)),
-    moved as (update platform.outbox_relay set floor = ${(floor ?? 0n).toString()}::int8 from async where ${floor !== undefined} and floor < ${(floor ?? 0n).toString()}::int8)
+    with async as (select set_config('synchronous_commit', 'off', true))${moved}
     update platform.outbox set published_at = now() from async where seq = any(${pgArray(seqs)}::int8[])`.execute(db);
 }
 
