@@ -627,7 +627,7 @@ interface TxInsert {
 interface PlannedBatch {
   readonly results: CommandResult[];
   readonly txRows: TxInsert[];
-  readonly postingRows: { holder: string; name: string; currency: string; seq: bigint; tx: string; player: string; amount: bigint; after: bigint; prev: string; hash: string }[];
+  readonly postingRows: { holder: string; name: string; currency: string; seq: bigint; tx: string; player: string; amount: bigint; after: bigint; hash: string }[];
   /** Account states after the batch, with the sequence each had before it (the statement checks it). */
   readonly changed: { state: AccountState; expectedSeq: bigint }[];
   readonly touched: ReadonlySet<string>;
@@ -734,7 +734,7 @@ function planBatch(
           state.balance += p.amount;
           state.lastSeq += 1n;
           const hash = postingHash(state.lastHash, state.key, state.lastSeq, id, p.amount, state.balance);
-          postingRows.push({ ...state.key, seq: state.lastSeq, tx: id, player: c.playerId, amount: p.amount, after: state.balance, prev: state.lastHash, hash });
+          postingRows.push({ ...state.key, seq: state.lastSeq, tx: id, player: c.playerId, amount: p.amount, after: state.balance, hash });
           state.lastHash = hash;
           if (state.key.holder === c.playerId && state.kind === 'player') split[p.account.name] = (split[p.account.name] ?? 0n) + p.amount;
         }
@@ -832,6 +832,7 @@ const jsonArray = (texts: readonly string[]): string => `[${texts.join(',')}]`;
  * `ok` is false when an assumption failed: an account's sequence was not the expected
  * one (the UPDATE and the row lock re-check it against the newest committed version)
  * or a key was already answered; wallet.batch_check then raises, undoing the statement.
+
  */
 function batchStatement(plan: PlannedBatch, guarded: readonly AccountState[], at: Date) {
   const { txRows, postingRows, changed, answers, closedKeys } = plan;
@@ -853,11 +854,11 @@ function batchStatement(plan: PlannedBatch, guarded: readonly AccountState[], at
         jsonb_array_elements(${jsonArray(txRows.map((r) => r.meta))}::jsonb), unnest(${pgArray(txRows.map((r) => r.created_at.toISOString()))}::timestamptz[]))
     ),
     new_postings as (
-      insert into wallet.postings (holder, name, currency, seq, transaction_id, player_id, amount, balance_after, created_at, prev_hash, hash)
-      select h, n, c, s, t, p, a, b, ${stamp}::timestamptz, ph, hh from unnest(
+      insert into wallet.postings (holder, name, currency, seq, transaction_id, player_id, amount, balance_after, created_at, hash)
+      select h, n, c, s, t, p, a, b, ${stamp}::timestamptz, hh from unnest(
         ${pgArray(postingRows.map((r) => r.holder))}::uuid[], ${pgArray(postingRows.map((r) => r.name))}::text[], ${pgArray(postingRows.map((r) => r.currency))}::bpchar[], ${pgArray(postingRows.map((r) => r.seq))}::int8[],
         ${pgArray(postingRows.map((r) => r.tx))}::uuid[], ${pgArray(postingRows.map((r) => r.player))}::uuid[], ${pgArray(postingRows.map((r) => r.amount))}::int8[], ${pgArray(postingRows.map((r) => r.after))}::int8[],
-        ${pgArray(postingRows.map((r) => r.prev))}::text[], ${pgArray(postingRows.map((r) => r.hash))}::text[]) as t(h, n, c, s, t, p, a, b, ph, hh)
+        ${pgArray(postingRows.map((r) => r.hash))}::text[]) as t(h, n, c, s, t, p, a, b, hh)
     ),
     balances as (
       update wallet.accounts a set balance = v.b, last_seq = v.s, last_hash = v.h, updated_at = ${stamp}::timestamptz

@@ -209,3 +209,16 @@ migrations.push({
     drop index wallet.postings_transaction;
   `,
 });
+
+migrations.push({
+  name: '0007_postings_without_prev_hash',
+  sql: `
+    -- A posting's previous hash is the hash of its account's posting seq - 1, which
+    -- ledger verify reads anyway as it walks each chain in order: storing it again cost
+    -- 65 bytes of every posting, in the table and in the WAL (two postings per bet or
+    -- win). A removed posting now shows as a gap in seq, a changed one as a hash that
+    -- its content and its predecessor's hash no longer give. Dropping a column rewrites
+    -- nothing: old rows keep their bytes until they are rewritten.
+    alter table wallet.postings drop column prev_hash;
+  `,
+});

@@ -22,7 +22,7 @@ export type WalletTables = {
     meta: Record<string, unknown>;
     created_at: Date;
   };
-  'wallet.postings': { holder: string; name: string; currency: string; seq: bigint; transaction_id: string; player_id: string; amount: bigint; balance_after: bigint; created_at: Date; prev_hash: string; hash: string };
+  'wallet.postings': { holder: string; name: string; currency: string; seq: bigint; transaction_id: string; player_id: string; amount: bigint; balance_after: bigint; created_at: Date; hash: string };
   'wallet.idempotency': { scope: string; key: string; request_hash: string; player_id: string | null; outcome: Outcome | null | string; created_at: Generated<Date> };
   'wallet.payments': {
     player_id: string;

@@ -67,18 +67,19 @@ export async function verifyLedger(db: Db): Promise<LedgerReport> {
   let cursor: { holder: string; name: string; currency: string; seq: bigint } | undefined;
   let current = '';
   let prev = GENESIS;
+  let prevSeq = 0n;
   let postings = 0;
   const finish = (id: string) => {
     if (id && heads.get(id) !== prev) problems.push({ check: 'chain', detail: `account ${id}: last hash does not match its last posting` });
     heads.delete(id);
   };
   for (;;) {
-    const rows = await q<{ holder: string; name: string; currency: string; seq: bigint; transaction_id: string; amount: bigint; balance_after: bigint; prev_hash: string; hash: string }>(
+    const rows = await q<{ holder: string; name: string; currency: string; seq: bigint; transaction_id: string; amount: bigint; balance_after: bigint; hash: string }>(
       cursor
-        ? sql`select holder, name, currency, seq, transaction_id, amount, balance_after, prev_hash, hash from wallet.postings
+        ? sql`select holder, name, currency, seq, transaction_id, amount, balance_after, hash from wallet.postings
               where (holder, name, currency, seq) > (${cursor.holder}::uuid, ${cursor.name}, ${cursor.currency}::bpchar, ${cursor.seq.toString()}::int8)
               order by holder, name, currency, seq limit ${PAGE}`
-        : sql`select holder, name, currency, seq, transaction_id, amount, balance_after, prev_hash, hash from wallet.postings
+        : sql`select holder, name, currency, seq, transaction_id, amount, balance_after, hash from wallet.postings
               order by holder, name, currency, seq limit ${PAGE}`,
     );
     for (const p of rows) {
@@ -88,13 +89,18 @@ export async function verifyLedger(db: Db): Promise<LedgerReport> {
         finish(current);
         current = id;
         prev = GENESIS;
+        prevSeq = 0n;
       }
       const key = { holder: p.holder, name: p.name, currency: p.currency };
-      if (p.prev_hash !== prev) problems.push({ check: 'chain', detail: `account ${id} seq ${p.seq}: does not link to the previous posting` });
-      if (postingHash(p.prev_hash, key, BigInt(p.seq), p.transaction_id, BigInt(p.amount), BigInt(p.balance_after)) !== p.hash) {
+      const seq = BigInt(p.seq);
+      // Each posting's hash covers its predecessor's (seq - 1): a gap is a removed posting;
+      // otherwise a hash that does not follow is a changed posting (or predecessor's hash).
+      if (seq !== prevSeq + 1n) problems.push({ check: 'chain', detail: `account ${id} seq ${p.seq}: does not link to the previous posting` });
+      else if (postingHash(prev, key, seq, p.transaction_id, BigInt(p.amount), BigInt(p.balance_after)) !== p.hash) {
         problems.push({ check: 'chain', detail: `account ${id} seq ${p.seq}: content does not match its hash` });
       }
       prev = p.hash;
+      prevSeq = seq;
     }
     if (rows.length < PAGE) break;
     const last = rows.at(-1)!;
