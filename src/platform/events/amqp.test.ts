@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import { createRuntime, type Runtime } from '../../app/runtime.ts';
 import { createTestDatabase, testConfig, type TestDatabase } from '../../../test/support/databases.ts';
 import { AMQP_URL, serviceSkip } from '../../../test/support/services.ts';
+import { unmarkAsAfterCrash } from '../../../test/support/outbox.ts';
 import { startTcpProxy, type TcpProxy } from '../../../test/support/tcp-proxy.ts';
 import { systemContext } from '../auth/principal.ts';
 import type { Db, Trx } from '../db/database.ts';
@@ -215,8 +216,7 @@ describe('RabbitMQ event bus against the real broker', { skip }, () => {
     // floor (which moves only with the marks) is not past it, and the next process's relay
     // sends it again.
     await relay.stop();
-    await db.updateTable('platform.outbox').set({ published_at: null }).where('id', '=', row!.id).execute();
-    await sql`update platform.outbox_relay set floor = least(floor, ${row!.seq})`.execute(db);
+    await unmarkAsAfterCrash(db, row!);
     relay = newRelay();
     relay.start();
     await settle();

@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { createRuntime, type Runtime } from '../../app/runtime.ts';
 import { createTestDatabase, databaseKinds, testConfig, type TestDatabase } from '../../../test/support/databases.ts';
+import { unmarkAsAfterCrash } from '../../../test/support/outbox.ts';
 import { systemContext } from '../auth/principal.ts';
 import type { Db, Trx } from '../db/database.ts';
 import type { createKernel } from '../kernel.ts';
@@ -198,8 +199,7 @@ for (const { kind, skip } of await databaseKinds()) {
       // As if the process died after the bus took the event but before it was marked: the
       // event is unpublished, and the floor, which moves only with the marks, is not past it.
       await relay.stop();
-      await db.updateTable('platform.outbox').set({ published_at: null }).where('id', '=', row.id).execute();
-      await sql`update platform.outbox_relay set floor = least(floor, ${row.seq})`.execute(db);
+      await unmarkAsAfterCrash(db, row);
       relay = newRelay();
       relay.start();
       await waitFor('the relay to publish the event again', async () => ((await outboxOf(db, playerId))[0]?.published_at ? true : undefined));
