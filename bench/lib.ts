@@ -269,12 +269,19 @@ export function cpuSnapshot(serverPids: readonly number[]): { servers: number; m
   }
 }
 
+/** CPU µs per call between two snapshots: the server's processes', and PostgreSQL's (all its processes). */
+export function cpuPerCall(before: ReturnType<typeof cpuSnapshot>, after: ReturnType<typeof cpuSnapshot>, calls: number): { server: number; postgres: number } {
+  if (!before || !after) return { server: Number.NaN, postgres: Number.NaN };
+  return { server: (1e6 * (after.servers - before.servers)) / calls, postgres: (1e6 * (after.postgres - before.postgres)) / calls };
+}
+
 /** Where the cores went between two snapshots, as shares of one core. */
 export function cpuShares(before: ReturnType<typeof cpuSnapshot>, after: ReturnType<typeof cpuSnapshot>, seconds: number, calls?: number): string {
   if (!before || !after) return 'CPU shares unavailable (no /proc)';
   const pct = (a: number, b: number) => `${((100 * (b - a)) / seconds).toFixed(0)}%`;
   // The server's CPU per call tells a run on slower cycles (a busy neighbour on the host) from a change in the code.
-  const perCall = calls ? `; CPU per call: server ${((1e6 * (after.servers - before.servers)) / calls).toFixed(0)} µs, PostgreSQL ${((1e6 * (after.postgres - before.postgres)) / calls).toFixed(0)} µs` : '';
+  const per = calls ? cpuPerCall(before, after, calls) : undefined;
+  const perCall = per ? `; CPU per call: server ${per.server.toFixed(0)} µs, PostgreSQL ${per.postgres.toFixed(0)} µs` : '';
   return `CPU, as % of one core: server ${pct(before.servers, after.servers)} (main thread ${pct(before.mainThreads, after.mainThreads)}), PostgreSQL ${pct(before.postgres, after.postgres)}, load generator ${pct(before.self, after.self)}, idle ${pct(before.idle, after.idle)}, stolen by the hypervisor ${pct(before.steal, after.steal)} (of ${availableParallelism() * 100}%)${perCall}`;
 }
 

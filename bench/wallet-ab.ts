@@ -4,7 +4,7 @@
 // noise; pairs of runs a few seconds apart, in alternating order, can.
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { adminQuery, checkpoint, cpuSnapshot, load, pacedLoad, percentiles, root, startServer, walPosition, type Started } from './lib.ts';
+import { adminQuery, checkpoint, cpuPerCall, cpuSnapshot, load, pacedLoad, percentiles, root, startServer, walPosition, type Started } from './lib.ts';
 import { RawHttpClient } from './raw-http.ts';
 import { createPlayers, roundFirer, signedRounds, staffHeaders, walletBenchSetup } from './wallet-load.ts';
 
@@ -90,11 +90,12 @@ try {
     const after = cpuSnapshot([server.child.pid!]);
     const walAfter = await walPosition();
     if (done.errors > 0) throw new Error(`${done.errors} calls of variant ${variants[v]!.name} were not RS_OK`);
+    const cpu = cpuPerCall(before, after, counted.calls);
     return {
       betsPerSecond: counted.latencies.length / done.seconds,
       p99: percentiles(counted.latencies)(99),
-      cpuPerCall: before && after ? (1e6 * (after.servers - before.servers)) / counted.calls : Number.NaN,
-      pgPerCall: before && after ? (1e6 * (after.postgres - before.postgres)) / counted.calls : Number.NaN,
+      cpuPerCall: cpu.server,
+      pgPerCall: cpu.postgres,
       walPerCall: (walAfter - walBefore) / counted.calls,
     };
   };
